@@ -1,0 +1,3 @@
+from computegrid.cli.main import app
+
+app()

@@ -1,0 +1,37 @@
+"""Job specification and state machine."""
+
+from computegrid.core.jobs.spec import (
+    JobSpec,
+    Resources,
+    Routing,
+    SpecError,
+    SpecProblem,
+    parse_job_spec,
+)
+from computegrid.core.jobs.states import (
+    ACTIVE_STATES,
+    TERMINAL_STATES,
+    TRANSITIONS,
+    InvalidTransition,
+    JobState,
+    Transition,
+    can_transition,
+    transition,
+)
+
+__all__ = [
+    "ACTIVE_STATES",
+    "TERMINAL_STATES",
+    "TRANSITIONS",
+    "InvalidTransition",
+    "JobSpec",
+    "JobState",
+    "Resources",
+    "Routing",
+    "SpecError",
+    "SpecProblem",
+    "Transition",
+    "can_transition",
+    "parse_job_spec",
+    "transition",
+]

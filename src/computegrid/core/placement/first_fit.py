@@ -1,0 +1,33 @@
+"""First-fit: the lowest-numbered feasible nodes, and the lowest-indexed free devices on each."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from computegrid.core.placement.base import (
+    Placement,
+    PlacementFailure,
+    PlacementRequest,
+    RttTable,
+    allocation_for,
+    feasible_nodes,
+    register_policy,
+)
+from computegrid.core.pool import PoolSnapshot
+
+
+class FirstFit:
+    name = "first-fit"
+
+    def place(self, pool: PoolSnapshot, req: PlacementRequest,
+              rtt: RttTable | None = None) -> Placement | PlacementFailure:
+        """The first `req.nodes` feasible nodes in pool order (all or nothing)."""
+        feas = feasible_nodes(pool, req, rtt)
+        rows = np.nonzero(feas.node_mask)[0]
+        if len(rows) < req.nodes:
+            detail = f"gang needs {req.nodes} nodes, {len(rows)} fit" if req.nodes > 1 else ""
+            return PlacementFailure(tuple(feas.exclusions), detail)
+        return Placement(tuple(allocation_for(pool, int(r), req) for r in rows[: req.nodes]), self.name)
+
+
+register_policy(FirstFit.name, FirstFit)
