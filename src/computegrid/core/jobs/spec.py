@@ -84,11 +84,11 @@ class JobSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """The canonical, JSON-ready form; `parse_job_spec(spec.to_dict())` gives the spec back."""
-        res: dict[str, Any] = {"cpus": str(Fraction(self.resources.cpu_milli, 1000)),
-                               "memory_gb": str(Fraction(self.resources.memory_mb, 1024))}
+        # Milli-CPUs / 1000 and MiB / 1024 are exact binary fractions, so floats round-trip here.
+        res: dict[str, Any] = {"cpus": self.resources.cpu_milli / 1000, "memory_gb": self.resources.memory_mb / 1024}
         if self.resources.accelerators:
-            count = Fraction(self.resources.milli_per_node, MILLI_PER_DEVICE)
-            res["accelerators"] = f"{self.resources.accelerators}:{count}"
+            count = self.resources.milli_per_node / MILLI_PER_DEVICE
+            res["accelerators"] = f"{self.resources.accelerators}:{count:g}"
         if self.resources.min_device_memory_gb is not None:
             res["min_device_memory_gb"] = str(self.resources.min_device_memory_gb)
         out: dict[str, Any] = {"name": self.name, "resources": res, "nodes": self.nodes,

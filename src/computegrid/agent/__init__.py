@@ -1,0 +1,1 @@
+"""The site agent: inventory, heartbeats, assignments, logs and usage. See agent.py."""

@@ -1,0 +1,1 @@
+"""HTTP edge: thin FastAPI routes over services. See README.md."""

@@ -1,0 +1,89 @@
+"""Typed dependencies: the application state and the current principal."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+from prometheus_client import CollectorRegistry
+
+from computegrid.api.metrics import RequestMetrics
+from computegrid.core.catalog import Catalog
+from computegrid.core.pool import PoolSnapshot
+from computegrid.services import accounts
+from computegrid.services.clock import Clock
+from computegrid.services.errors import Unauthorized
+from computegrid.services.pool_state import load_pool
+from computegrid.services.principal import Principal
+from computegrid.store.db import Database
+
+AUTH_CACHE_S = 5.0
+SHAPE_CACHE_S = 2.0
+
+
+@dataclass
+class AppState:
+    db: Database
+    catalog: Catalog
+    clock: Clock
+    wake_scheduler: threading.Event | None = None
+    registry: CollectorRegistry | None = None
+    http: RequestMetrics | None = None
+    _auth: dict[str, tuple[float, Principal]] = field(default_factory=dict)
+    _shape: tuple[float, PoolSnapshot] | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def principal_for(self, token: str) -> Principal:
+        """Authenticate, caching a verified key for a few seconds (a revoked key stops within that)."""
+        now = time.monotonic()
+        hit = self._auth.get(token)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        with self.db.sessions() as session:
+            principal = accounts.authenticate(session=session, token=token)
+        if len(self._auth) > 10_000:
+            self._auth.clear()
+        self._auth[token] = (now + AUTH_CACHE_S, principal)
+        return principal
+
+    def forget_keys(self) -> None:
+        self._auth.clear()
+
+    def pool_shape(self) -> PoolSnapshot:
+        """Total capacity of the pool (no allocations), cached briefly for admission checks."""
+        now = time.monotonic()
+        with self._lock:
+            if self._shape is not None and self._shape[0] > now:
+                return self._shape[1]
+        with self.db.sessions() as session:
+            shape = load_pool(session=session, with_allocations=False)
+        with self._lock:
+            self._shape = (now + SHAPE_CACHE_S, shape)
+        return shape
+
+    def forget_shape(self) -> None:
+        with self._lock:
+            self._shape = None
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.computegrid
+    return state
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+def get_principal(request: Request, state: StateDep) -> Principal:
+    header = request.headers.get("authorization", "")
+    token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+    token = token or request.headers.get("x-api-key", "").strip()
+    if not token:
+        raise Unauthorized("an API key is required: send 'Authorization: Bearer <key>'")
+    return state.principal_for(token)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

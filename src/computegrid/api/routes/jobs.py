@@ -1,0 +1,103 @@
+"""Jobs: submit (JSON or YAML), list, show, cancel, logs and events."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import yaml
+from fastapi import APIRouter, Header, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from computegrid.api.deps import CurrentPrincipal, StateDep
+from computegrid.services import jobs
+from computegrid.services.errors import Invalid
+from computegrid.services.views import iso, job_view
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+
+
+def parse_body(raw: bytes, content_type: str) -> Any:
+    """A spec dict from a JSON or YAML body; malformed input names its line."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Invalid("the body must be UTF-8 text") from exc
+    if content_type.split(";")[0].strip() in YAML_TYPES:
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise Invalid(f"malformed YAML{where}: {problem}") from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise Invalid(f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
+
+
+@router.post("", status_code=201, openapi_extra={"requestBody": {"content": {
+    "application/json": {"schema": {"type": "object"}}, "application/yaml": {"schema": {"type": "string"}}}}})
+async def submit_job(request: Request, response: Response, principal: CurrentPrincipal, state: StateDep,
+                     idempotency_key: str | None = Header(default=None)) -> dict[str, Any]:
+    """Submit a job spec (see docs/job-spec.md). Returns the stored job; 200 for a repeated Idempotency-Key."""
+    data = parse_body(await request.body(), request.headers.get("content-type", "application/json"))
+    return await run_in_threadpool(_submit, data, response, principal, state, idempotency_key)
+
+
+def _submit(data: Any, response: Response, principal: CurrentPrincipal, state: StateDep,
+            idempotency_key: str | None) -> dict[str, Any]:
+    spec = jobs.validate_spec(data, state.catalog)
+    jobs.check_fits_somewhere(spec, state.pool_shape())
+    with state.db.transaction() as session:
+        job, created = jobs.submit(session=session, principal=principal, spec=spec,
+                                   now_ms=state.clock.now_ms(), idempotency_key=idempotency_key)
+        view = job_view(session, state.catalog, job, detail=False)
+    if created:
+        if state.http is not None:
+            state.http.submitted.inc()
+        if state.wake_scheduler is not None:
+            state.wake_scheduler.set()
+    else:
+        response.status_code = 200
+    return view
+
+
+@router.get("")
+def list_jobs(principal: CurrentPrincipal, state: StateDep, state_filter: str | None = None,
+              limit: int = 100) -> list[dict[str, Any]]:
+    with state.db.sessions() as session:
+        return [job_view(session, state.catalog, j, detail=False)
+                for j in jobs.list_jobs(session=session, principal=principal, state=state_filter, limit=limit)]
+
+
+@router.get("/{job_id}")
+def show_job(job_id: int, principal: CurrentPrincipal, state: StateDep) -> dict[str, Any]:
+    with state.db.sessions() as session:
+        return job_view(session, state.catalog, jobs.get_job(session=session, principal=principal, job_id=job_id))
+
+
+@router.post("/{job_id}/cancel")
+def cancel_job(job_id: int, principal: CurrentPrincipal, state: StateDep) -> dict[str, Any]:
+    with state.db.transaction() as session:
+        job = jobs.cancel(session=session, principal=principal, job_id=job_id, now_ms=state.clock.now_ms())
+        return job_view(session, state.catalog, job, detail=False)
+
+
+@router.get("/{job_id}/logs")
+def job_logs(job_id: int, principal: CurrentPrincipal, state: StateDep, offset: int = 0,
+             attempt: int | None = None) -> dict[str, Any]:
+    with state.db.sessions() as session:
+        logs = jobs.job_logs(session=session, principal=principal, job_id=job_id, offset=offset, attempt=attempt)
+        job = jobs.get_job(session=session, principal=principal, job_id=job_id)
+        return {"attempt": logs.attempt, "offset": logs.offset, "next_offset": logs.next_offset,
+                "data": logs.data, "state": job.state}
+
+
+@router.get("/{job_id}/events")
+def job_events(job_id: int, principal: CurrentPrincipal, state: StateDep) -> list[dict[str, Any]]:
+    with state.db.sessions() as session:
+        return [{"at": iso(e.at_ms), "from": e.from_state, "to": e.to_state, "reason": e.reason}
+                for e in jobs.job_events(session=session, principal=principal, job_id=job_id)]

@@ -1,0 +1,75 @@
+"""Runs one job attempt for the local backend, detached from the agent.
+
+`python -m computegrid.backends.local_runner DIR` is started in its own session, so
+a killed agent leaves it running. It records everything in DIR:
+`started/` (made atomically: a second runner exits at once, so nothing runs twice),
+`pid`, `start_ms`, `output.log`, and at the end `end_ms` and `exit`.
+SIGTERM is passed to the job's process group; after the grace period, SIGKILL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+GRACE_S = 10.0
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def main(directory: str) -> int:
+    root = Path(directory)
+    try:
+        (root / "started").mkdir()
+    except FileExistsError:
+        return 0  # another runner owns this attempt
+    spec = json.loads((root / "run.json").read_text())
+    _write(root / "pid", str(os.getpid()))
+    _write(root / "start_ms", str(_now_ms()))
+    env = dict(os.environ)
+    env.update(spec["env"])
+    with open(root / "output.log", "ab", buffering=0) as out:
+        child = subprocess.Popen(["/bin/sh", str(root / "run.sh")], cwd=spec["cwd"], env=env, stdout=out,
+                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline: list[float] = []
+
+        def forward(signum: int, _frame: object) -> None:
+            (root / "cancelled").touch()
+            deadline.append(time.monotonic() + GRACE_S)
+            try:
+                os.killpg(child.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+        signal.signal(signal.SIGTERM, forward)
+        signal.signal(signal.SIGINT, forward)
+        while True:
+            try:
+                code = child.wait(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                if deadline and time.monotonic() > deadline[0]:
+                    try:
+                        os.killpg(child.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+    _write(root / "end_ms", str(_now_ms()))
+    _write(root / "exit", str(code))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

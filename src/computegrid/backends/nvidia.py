@@ -1,0 +1,58 @@
+"""NVIDIA device discovery and telemetry through nvidia-smi, when it is installed."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from typing import Any
+
+from computegrid.backends.base import InventoryDevice
+
+# nvidia-smi product names to catalog models; the first pattern that matches wins.
+_NAME_RULES: tuple[tuple[str, str], ...] = (
+    (r"H100", "H100-80G"), (r"A100.*80", "A100-80G"), (r"A100", "A100-40G"), (r"L40S", "L40S"),
+    (r"A10\b", "A10"), (r"T4\b", "T4"), (r"V100.*32", "V100-32G"), (r"V100", "V100-16G"), (r"P100", "P100-16G"),
+)
+
+
+def catalog_model_for(product_name: str) -> str | None:
+    for pattern, model in _NAME_RULES:
+        if re.search(pattern, product_name):
+            return model
+    return None
+
+
+def _query(fields: str) -> list[list[str]]:
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return []
+    try:
+        out = subprocess.run([exe, f"--query-gpu={fields}", "--format=csv,noheader,nounits"], capture_output=True,
+                             text=True, timeout=10, check=True).stdout
+    except (subprocess.SubprocessError, OSError):
+        return []
+    return [[cell.strip() for cell in line.split(",")] for line in out.splitlines() if line.strip()]
+
+
+def nvidia_devices() -> list[InventoryDevice]:
+    devices = []
+    for index, name, memory_mib in _query("index,name,memory.total"):
+        model = catalog_model_for(name)
+        if model is not None:
+            devices.append(InventoryDevice(index=int(index), model=model, memory_gb=round(float(memory_mib) / 1024, 3)))
+    return devices
+
+
+def nvidia_telemetry() -> list[dict[str, Any]]:
+    samples = []
+    for index, util, mem_used, power in _query("index,utilization.gpu,memory.used,power.draw"):
+        def num(text: str) -> float | None:
+            try:
+                return float(text)
+            except ValueError:
+                return None
+        used = num(mem_used)
+        samples.append({"index": int(index), "utilisation_pct": num(util),
+                        "memory_used_gb": None if used is None else used / 1024, "power_w": num(power)})
+    return samples

@@ -1,0 +1,206 @@
+"""The typed HTTP client: the Python SDK, used by the CLI, the agent and the tests."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def config_dir() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "computegrid"
+
+
+def credentials_path() -> Path:
+    return config_dir() / "credentials.json"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    url: str
+    api_key: str
+
+
+def save_credentials(creds: Credentials, path: Path | None = None) -> Path:
+    """Write the CLI's default URL and key, readable by the owner only."""
+    target = path or credentials_path()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"url": creds.url, "api_key": creds.api_key}, indent=2) + "\n")
+    tmp.chmod(0o600)
+    tmp.replace(target)
+    return target
+
+
+def load_credentials(path: Path | None = None) -> Credentials | None:
+    """COMPUTEGRID_URL / COMPUTEGRID_API_KEY override the credentials file."""
+    data: dict[str, str] = {}
+    target = path or credentials_path()
+    if target.exists():
+        data = json.loads(target.read_text())
+    url = os.environ.get("COMPUTEGRID_URL") or data.get("url") or DEFAULT_URL
+    key = os.environ.get("COMPUTEGRID_API_KEY") or data.get("api_key")
+    return Credentials(url=url, api_key=key) if key else None
+
+
+class ApiError(Exception):
+    """A 4xx/5xx answer; `detail` is the server's reason."""
+
+    def __init__(self, status: int, detail: str, problems: Any = None):
+        super().__init__(f"{status}: {detail}")
+        self.status = status
+        self.detail = detail
+        self.problems = problems
+
+
+class Client:
+    def __init__(self, url: str, api_key: str | None, *, timeout: float = 30.0,
+                 transport: httpx.BaseTransport | None = None):
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.url = url.rstrip("/")
+        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
+
+    @classmethod
+    def from_config(cls) -> Client:
+        creds = load_credentials()
+        if creds is None:
+            raise ApiError(401, f"no API key: run 'computegrid up' first, or set COMPUTEGRID_API_KEY "
+                                f"(looked in {credentials_path()})")
+        return cls(creds.url, creds.api_key)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+                detail, problems = body.get("detail", response.text), body.get("problems")
+            except ValueError:
+                detail, problems = response.text, None
+            if isinstance(detail, list):  # FastAPI's own validation errors
+                detail = "; ".join(f"{'.'.join(str(p) for p in d.get('loc', []))}: {d.get('msg')}" for d in detail)
+            raise ApiError(response.status_code, str(detail), problems)
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+    # -- system
+    def health(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "/healthz")
+        return result
+
+    def me(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "/v1/me")
+        return result
+
+    # -- accounts
+    def create_tenant(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", "/v1/tenants", json={"name": name})
+        return result
+
+    def create_provider(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", "/v1/providers", json={"name": name})
+        return result
+
+    def create_user(self, name: str, role: str, *, tenant: str | None = None,
+                    provider: str | None = None) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", "/v1/users", json={"name": name, "role": role,
+                                                                      "tenant": tenant, "provider": provider})
+        return result
+
+    # -- sites and nodes
+    def create_site(self, name: str, *, region: str, tier: str, backend: str = "local",
+                    electricity_fen_per_kwh: float = 0, provider: str | None = None) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", "/v1/sites", json={
+            "name": name, "region": region, "tier": tier, "backend": backend,
+            "electricity_fen_per_kwh": electricity_fen_per_kwh, "provider": provider})
+        return result
+
+    def sites(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", "/v1/sites")
+        return result
+
+    def nodes(self, site: str | None = None) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", "/v1/nodes", params={"site": site} if site else None)
+        return result
+
+    # -- jobs
+    def submit(self, spec: dict[str, Any] | str, *, idempotency_key: str | None = None) -> dict[str, Any]:
+        """Submit a spec dict (sent as JSON) or YAML text (sent as application/yaml)."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        if isinstance(spec, str):
+            headers["Content-Type"] = "application/yaml"
+            result: dict[str, Any] = self._call("POST", "/v1/jobs", content=spec.encode(), headers=headers)
+        else:
+            result = self._call("POST", "/v1/jobs", json=spec, headers=headers)
+        return result
+
+    def jobs(self, *, state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit}
+        if state:
+            params["state_filter"] = state
+        result: list[dict[str, Any]] = self._call("GET", "/v1/jobs", params=params)
+        return result
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"/v1/jobs/{job_id}")
+        return result
+
+    def cancel(self, job_id: int) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", f"/v1/jobs/{job_id}/cancel")
+        return result
+
+    def logs(self, job_id: int, *, offset: int = 0, attempt: int | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"offset": offset}
+        if attempt is not None:
+            params["attempt"] = attempt
+        result: dict[str, Any] = self._call("GET", f"/v1/jobs/{job_id}/logs", params=params)
+        return result
+
+    def events(self, job_id: int) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", f"/v1/jobs/{job_id}/events")
+        return result
+
+    # -- agent
+    def register_node(self, *, site: str, name: str, cpu_milli: int, memory_mb: int,
+                      devices: list[dict[str, Any]]) -> int:
+        result = self._call("POST", "/v1/agent/register", json={
+            "site": site, "name": name, "cpu_milli": cpu_milli, "memory_mb": memory_mb, "devices": devices})
+        return int(result["node_id"])
+
+    def heartbeat(self, node_id: int, telemetry: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        result = self._call("POST", "/v1/agent/heartbeat", json={"node_id": node_id, "telemetry": telemetry or []})
+        assignments: list[dict[str, Any]] = result["assignments"]
+        return assignments
+
+    def report_state(self, job_id: int, *, node_id: int, attempt: int, state: str, exit_code: int | None = None,
+                     reason: str = "", at_ms: int | None = None) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", f"/v1/agent/jobs/{job_id}/state", json={
+            "node_id": node_id, "attempt": attempt, "state": state, "exit_code": exit_code, "reason": reason,
+            "at_ms": at_ms})
+        return result
+
+    def append_log(self, job_id: int, *, node_id: int, attempt: int, offset: int, data: str) -> int:
+        result = self._call("POST", f"/v1/agent/jobs/{job_id}/logs", json={
+            "node_id": node_id, "attempt": attempt, "offset": offset, "data": data})
+        return int(result["next_offset"])
+
+    def report_usage(self, job_id: int, *, node_id: int, attempt: int, intervals: list[dict[str, Any]]) -> int:
+        result = self._call("POST", f"/v1/agent/jobs/{job_id}/usage", json={
+            "node_id": node_id, "attempt": attempt, "intervals": intervals})
+        return int(result["recorded"])

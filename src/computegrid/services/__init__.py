@@ -1,0 +1,1 @@
+"""Use cases: load state, call core, persist in one transaction, record events."""

@@ -1,0 +1,153 @@
+"""Job use cases for tenants: submit, list, show, cancel, logs and events."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from computegrid.core.catalog import Catalog
+from computegrid.core.jobs import ACTIVE_STATES, JobSpec, JobState, SpecError, parse_job_spec, transition
+from computegrid.core.placement.base import PlacementRequest, feasible_nodes
+from computegrid.core.pool import PoolSnapshot
+from computegrid.services.errors import Forbidden, Invalid, NotFound
+from computegrid.services.principal import Principal
+from computegrid.store.models import Job, JobAllocation, JobEvent, JobLogChunk
+
+MAX_LIST = 1000
+
+
+def validate_spec(data: Any, catalog: Catalog) -> JobSpec:
+    try:
+        return parse_job_spec(data, catalog)
+    except SpecError as exc:
+        raise Invalid(f"invalid job spec: {exc}", detail=[{"field": p.field, "message": p.message}
+                                                           for p in exc.problems]) from exc
+
+
+def check_fits_somewhere(spec: JobSpec, shape: PoolSnapshot) -> None:
+    """Reject a job no node could ever hold (judged on total capacity, every node up)."""
+    if shape.node_count == 0:
+        return  # nothing registered yet: the job waits for capacity
+    req = PlacementRequest.from_spec(spec)
+    feas = feasible_nodes(shape, req, empty=True)
+    if int(feas.node_mask.sum()) >= req.nodes:
+        return
+    reasons = "; ".join(f"{what} excluded {n}" for what, n in feas.exclusions if n)
+    raise Invalid(f"no node in the pool could ever run this job ({reasons or 'gang too large'}); "
+                  f"it needs {req.nodes} node(s) each with what resources asks for")
+
+
+def record_event(session: Session, job: Job, to_state: JobState, reason: str, now_ms: int) -> None:
+    """Move a job along a declared transition and log the event (raises InvalidTransition)."""
+    src = JobState(job.state)
+    transition(src, to_state)
+    job.state = to_state.value
+    job.state_reason = reason
+    job.updated_ms = now_ms
+    session.add(JobEvent(job_id=job.id, at_ms=now_ms, from_state=src.value, to_state=to_state.value,
+                         reason=reason))
+
+
+def release_allocations(session: Session, job: Job) -> None:
+    for alloc in session.scalars(select(JobAllocation).where(JobAllocation.job_id == job.id,
+                                                             JobAllocation.active.is_(True))):
+        alloc.active = False
+
+
+def submit(*, session: Session, principal: Principal, spec: JobSpec, now_ms: int,
+           idempotency_key: str | None = None) -> tuple[Job, bool]:
+    """Store a pending job; returns (job, created). A repeated idempotency key returns the first job."""
+    if principal.tenant_id is None:
+        raise Forbidden("only a tenant's users (or an operator with a tenant) may submit jobs")
+    if idempotency_key is not None:
+        if not 0 < len(idempotency_key) <= 128:
+            raise Invalid("Idempotency-Key must be 1-128 characters")
+        existing = session.scalar(select(Job).where(Job.tenant_id == principal.tenant_id,
+                                                    Job.idempotency_key == idempotency_key))
+        if existing is not None:
+            return existing, False
+    job = Job(tenant_id=principal.tenant_id, user_id=principal.user_id, name=spec.name,
+              spec=json.dumps(spec.to_dict(), sort_keys=True), state=JobState.PENDING.value,
+              state_reason="waiting for placement", attempt=0, idempotency_key=idempotency_key,
+              submitted_ms=now_ms, updated_ms=now_ms)
+    session.add(job)
+    try:
+        session.flush()
+    except IntegrityError as exc:  # a concurrent request with the same key won the race
+        raise Invalid("a job with this Idempotency-Key is being created; retry") from exc
+    session.add(JobEvent(job_id=job.id, at_ms=now_ms, from_state=None, to_state=job.state, reason="submitted"))
+    return job, True
+
+
+def get_job(*, session: Session, principal: Principal, job_id: int) -> Job:
+    """A job the principal may see; others' jobs are reported as not found."""
+    job = session.get(Job, job_id)
+    if job is None or not principal.can_see_tenant(job.tenant_id):
+        raise NotFound(f"no job {job_id}")
+    return job
+
+
+def list_jobs(*, session: Session, principal: Principal, state: str | None = None,
+              limit: int = 100) -> list[Job]:
+    if principal.role == "provider":
+        raise Forbidden("providers see the jobs on their sites through their agents, not this list")
+    query = select(Job).order_by(Job.id.desc()).limit(max(1, min(limit, MAX_LIST)))
+    if not principal.is_operator:
+        query = query.where(Job.tenant_id == principal.tenant_id)
+    if state is not None:
+        if state not in {s.value for s in JobState}:
+            raise Invalid(f"state must be one of {', '.join(s.value for s in JobState)}")
+        query = query.where(Job.state == state)
+    return list(session.scalars(query))
+
+
+def cancel(*, session: Session, principal: Principal, job_id: int, now_ms: int) -> Job:
+    """Cancel a job that has not ended; its agent stops it at the next heartbeat."""
+    job = get_job(session=session, principal=principal, job_id=job_id)
+    if JobState(job.state) in {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED}:
+        raise Invalid(f"job {job_id} already ended ({job.state})")
+    was_active = JobState(job.state) in ACTIVE_STATES
+    record_event(session, job, JobState.CANCELLED, f"cancelled by {principal.name}", now_ms)
+    if was_active:
+        release_allocations(session, job)
+    job.ended_ms = now_ms
+    return job
+
+
+def job_events(*, session: Session, principal: Principal, job_id: int) -> list[JobEvent]:
+    get_job(session=session, principal=principal, job_id=job_id)
+    return list(session.scalars(select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id)))
+
+
+@dataclass(frozen=True)
+class LogSlice:
+    attempt: int
+    offset: int
+    next_offset: int
+    data: str
+
+
+def job_logs(*, session: Session, principal: Principal, job_id: int, offset: int = 0,
+             attempt: int | None = None) -> LogSlice:
+    """Log text of one attempt (the latest by default) from byte `offset` on."""
+    job = get_job(session=session, principal=principal, job_id=job_id)
+    att = job.attempt if attempt is None else attempt
+    if offset < 0:
+        raise Invalid("offset must be >= 0")
+    chunks = session.scalars(select(JobLogChunk).where(JobLogChunk.job_id == job_id, JobLogChunk.attempt == att,
+                                                       JobLogChunk.offset + func.length(JobLogChunk.data) > offset)
+                             .order_by(JobLogChunk.offset)).all()
+    out: list[str] = []
+    pos = offset
+    for chunk in chunks:
+        if chunk.offset > pos:
+            break  # a gap: the rest has not arrived yet
+        text = chunk.data[pos - chunk.offset:]
+        out.append(text)
+        pos += len(text)
+    return LogSlice(attempt=att, offset=offset, next_offset=pos, data="".join(out))

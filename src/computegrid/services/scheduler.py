@@ -1,0 +1,176 @@
+"""The scheduler: place pending jobs on the pool snapshot, and declare silent nodes' jobs lost.
+
+Placement itself is core's policy; this service loads state, calls it, and persists
+each assignment in its own transaction. On PostgreSQL one scheduler holds an
+advisory lock, so a second one waits instead of double-placing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from sqlalchemy import select, text
+from sqlalchemy.engine import Connection
+
+from computegrid.core.catalog import Catalog
+from computegrid.core.jobs import ACTIVE_STATES, JobState, SpecError, parse_job_spec
+from computegrid.core.placement import Placement, PlacementFailure, PlacementPolicy, PlacementRequest
+from computegrid.core.placement.base import RttTable
+from computegrid.services.agents import requeue_if_allowed
+from computegrid.services.clock import Clock
+from computegrid.services.jobs import record_event, release_allocations
+from computegrid.services.pool_state import load_pool
+from computegrid.store.db import Database
+from computegrid.store.models import Job, JobAllocation, Node
+
+log = logging.getLogger(__name__)
+LEADER_LOCK_KEY = 0x6367_7363  # "cgsc"
+
+
+@dataclass
+class TickResult:
+    placed: int = 0
+    waiting: int = 0
+    lost: int = 0
+
+
+@dataclass
+class Scheduler:
+    db: Database
+    policy: PlacementPolicy
+    catalog: Catalog
+    clock: Clock
+    heartbeat_timeout_ms: int = 30_000
+    batch: int = 500
+    rtt: RttTable = field(default_factory=dict)
+    started_ms: int = 0
+    _requests: dict[int, PlacementRequest | str] = field(default_factory=dict)
+    _reasons: dict[int, str] = field(default_factory=dict)
+    wake: threading.Event = field(default_factory=threading.Event)
+    _leader: Connection | None = None
+    _is_leader: bool = False
+
+    def __post_init__(self) -> None:
+        # Nodes get a full timeout after the control plane (re)starts before being declared lost.
+        self.started_ms = self.clock.now_ms()
+
+    def _request(self, job: Job) -> PlacementRequest | str:
+        cached = self._requests.get(job.id)
+        if cached is None:
+            try:
+                cached = PlacementRequest.from_spec(parse_job_spec(json.loads(job.spec), self.catalog))
+            except SpecError as exc:
+                cached = f"stored spec no longer valid: {exc}"
+            self._requests[job.id] = cached
+        return cached
+
+    def place_pending(self) -> TickResult:
+        """One pass over the oldest pending jobs, first come first tried."""
+        result = TickResult()
+        with self.db.sessions() as session:
+            pool = load_pool(session=session)
+            pending = session.scalars(select(Job).where(Job.state == JobState.PENDING.value)
+                                      .order_by(Job.id).limit(self.batch)).all()
+        reasons: dict[int, str] = {}
+        for job in pending:
+            req = self._request(job)
+            outcome: Placement | PlacementFailure | str = req if isinstance(req, str) else self.policy.place(
+                pool, req, self.rtt)
+            if isinstance(outcome, Placement):
+                if self._persist(job.id, outcome, pool.site[pool.node_row[outcome.allocations[0].node_id]]):
+                    pool.allocate(outcome.allocations)
+                    result.placed += 1
+                    self._requests.pop(job.id, None)
+                    self._reasons.pop(job.id, None)
+                continue
+            result.waiting += 1
+            reason = f"waiting: {outcome}"
+            if self._reasons.get(job.id) != reason:
+                reasons[job.id] = reason
+        if reasons:
+            with self.db.transaction() as session:
+                for job_id, reason in reasons.items():
+                    job_row = session.get(Job, job_id)
+                    if job_row is not None and job_row.state == JobState.PENDING.value:
+                        job_row.state_reason = reason
+            self._reasons.update(reasons)
+        return result
+
+    def _persist(self, job_id: int, placement: Placement, site_name: str) -> bool:
+        now = self.clock.now_ms()
+        with self.db.transaction() as session:
+            job = session.get(Job, job_id, with_for_update=True)
+            if job is None or job.state != JobState.PENDING.value:
+                return False  # cancelled meanwhile
+            job.attempt += 1
+            nodes = {n.id: n for n in session.scalars(
+                select(Node).where(Node.id.in_([a.node_id for a in placement.allocations])))}
+            job.site_id = nodes[placement.allocations[0].node_id].site_id
+            job.placed_ms = now
+            for rank, alloc in enumerate(placement.allocations):
+                session.add(JobAllocation(job_id=job.id, attempt=job.attempt, node_id=alloc.node_id, rank=rank,
+                                          device_indices=",".join(str(i) for i in alloc.device_indices),
+                                          milli_per_device=alloc.milli_per_device, cpu_milli=alloc.cpu_milli,
+                                          memory_mb=alloc.memory_mb, active=True))
+            where = ", ".join(sorted({nodes[a.node_id].name for a in placement.allocations}))
+            record_event(session, job, JobState.PLACED,
+                         f"placed by {placement.policy} on {site_name}/{where} (attempt {job.attempt})", now)
+        return True
+
+    def declare_lost(self) -> int:
+        """Nodes silent for longer than the timeout go down; their jobs become lost (and maybe requeued)."""
+        now = self.clock.now_ms()
+        cutoff = now - self.heartbeat_timeout_ms
+        if self.started_ms > cutoff:
+            return 0
+        lost = 0
+        with self.db.transaction() as session:
+            silent = session.scalars(select(Node).where(Node.state == "up", Node.last_heartbeat_ms < cutoff)).all()
+            for node in silent:
+                node.state = "down"
+                jobs = session.scalars(
+                    select(Job).join(JobAllocation, JobAllocation.job_id == Job.id)
+                    .where(JobAllocation.node_id == node.id, JobAllocation.active.is_(True),
+                           JobAllocation.attempt == Job.attempt,
+                           Job.state.in_([s.value for s in ACTIVE_STATES]))).all()
+                for job in jobs:
+                    silent_s = (now - node.last_heartbeat_ms) // 1000
+                    record_event(session, job, JobState.LOST,
+                                 f"node {node.name} sent no heartbeat for {silent_s} s", now)
+                    release_allocations(session, job)
+                    requeue_if_allowed(session, job, now)
+                    lost += 1
+        return lost
+
+    def tick(self) -> TickResult:
+        lost = self.declare_lost()
+        result = self.place_pending()
+        result.lost = lost
+        return result
+
+    def acquire_leadership(self) -> bool:
+        """On PostgreSQL, take the scheduler advisory lock (held for this process's life)."""
+        if self.db.is_sqlite or self._is_leader:
+            return True
+        if self._leader is None:
+            self._leader = self.db.engine.connect()
+        got = bool(self._leader.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": LEADER_LOCK_KEY}).scalar())
+        self._leader.commit()
+        self._is_leader = got
+        return got
+
+    def run(self, stop: threading.Event, interval_s: float = 0.2) -> None:
+        """Tick until `stop` is set; a submission can `wake` the loop early."""
+        while not stop.is_set():
+            try:
+                if self.acquire_leadership():
+                    self.tick()
+            except Exception:  # keep scheduling through a transient database error
+                log.exception("scheduler tick failed")
+            self.wake.wait(interval_s)
+            self.wake.clear()
+        if self._leader is not None:
+            self._leader.close()

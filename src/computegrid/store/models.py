@@ -1,0 +1,168 @@
+"""ORM models. Times are integer epoch milliseconds; capacity is milli-devices, milli-CPUs and MiB."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, Numeric, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class Provider(Base):
+    __tablename__ = "providers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))  # operator | provider | tenant
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id"))
+    provider_id: Mapped[int | None] = mapped_column(ForeignKey("providers.id"))
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(32), unique=True)  # the public half of the key
+    secret_hash: Mapped[str] = mapped_column(String(64))  # sha256 of the secret half, hex
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    label: Mapped[str] = mapped_column(String(64), default="")
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    revoked_ms: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Site(Base):
+    __tablename__ = "sites"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"))
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    region: Mapped[str] = mapped_column(String(64))
+    tier: Mapped[str] = mapped_column(String(8))
+    backend: Mapped[str] = mapped_column(String(16))
+    electricity_fen_per_kwh: Mapped[Decimal] = mapped_column(Numeric(12, 4))
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class Node(Base):
+    __tablename__ = "nodes"
+    __table_args__ = (UniqueConstraint("site_id", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))
+    name: Mapped[str] = mapped_column(String(128))
+    cpu_milli: Mapped[int] = mapped_column(BigInteger)
+    memory_mb: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(8), default="up")  # up | down
+    registered_ms: Mapped[int] = mapped_column(BigInteger)
+    last_heartbeat_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class Device(Base):
+    __tablename__ = "devices"
+    __table_args__ = (UniqueConstraint("node_id", "index"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id"))
+    index: Mapped[int] = mapped_column(Integer)
+    model: Mapped[str] = mapped_column(String(64))
+    memory_gb: Mapped[Decimal] = mapped_column(Numeric(10, 3))
+    source: Mapped[str] = mapped_column(String(16), default="detected")  # detected | declared
+    health: Mapped[str] = mapped_column(String(16), default="ok")
+    utilisation_pct: Mapped[Decimal | None] = mapped_column(Numeric(6, 2))
+    memory_used_gb: Mapped[Decimal | None] = mapped_column(Numeric(10, 3))
+    power_w: Mapped[Decimal | None] = mapped_column(Numeric(10, 2))
+    updated_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "idempotency_key"),
+        Index("ix_jobs_state_id", "state", "id"),
+        Index("ix_jobs_tenant_id", "tenant_id", "id"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    name: Mapped[str] = mapped_column(String(64))
+    spec: Mapped[str] = mapped_column(Text)  # canonical JSON of the JobSpec
+    state: Mapped[str] = mapped_column(String(16))
+    state_reason: Mapped[str] = mapped_column(Text, default="")
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    idempotency_key: Mapped[str | None] = mapped_column(String(128))
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"))
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    submitted_ms: Mapped[int] = mapped_column(BigInteger)
+    updated_ms: Mapped[int] = mapped_column(BigInteger)
+    placed_ms: Mapped[int | None] = mapped_column(BigInteger)
+    started_ms: Mapped[int | None] = mapped_column(BigInteger)
+    ended_ms: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class JobAllocation(Base):
+    """One node's share of a job's placement for one attempt."""
+
+    __tablename__ = "job_allocations"
+    __table_args__ = (UniqueConstraint("job_id", "attempt", "node_id"), Index("ix_alloc_node", "node_id"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id"))
+    rank: Mapped[int] = mapped_column(Integer)  # position in the gang, 0-based
+    device_indices: Mapped[str] = mapped_column(String(256))  # comma-separated
+    milli_per_device: Mapped[int] = mapped_column(Integer)
+    cpu_milli: Mapped[int] = mapped_column(BigInteger)
+    memory_mb: Mapped[int] = mapped_column(BigInteger)
+    active: Mapped[bool] = mapped_column(default=True)
+
+
+class JobEvent(Base):
+    __tablename__ = "job_events"
+    __table_args__ = (Index("ix_events_job", "job_id", "id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"))
+    at_ms: Mapped[int] = mapped_column(BigInteger)
+    from_state: Mapped[str | None] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class JobLogChunk(Base):
+    __tablename__ = "job_log_chunks"
+    __table_args__ = (UniqueConstraint("job_id", "attempt", "offset"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    offset: Mapped[int] = mapped_column(BigInteger)  # byte offset of this chunk in the attempt's log
+    data: Mapped[str] = mapped_column(Text)
+
+
+class UsageRecord(Base):
+    """A device share held by a job attempt over [start_ms, end_ms]."""
+
+    __tablename__ = "usage_intervals"
+    __table_args__ = (UniqueConstraint("job_id", "attempt", "node_id", "device_index", "start_ms"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id"))
+    device_index: Mapped[int] = mapped_column(Integer)  # -1 for CPU-only usage
+    model: Mapped[str | None] = mapped_column(String(64))
+    share_milli: Mapped[int] = mapped_column(Integer)
+    cpu_milli: Mapped[int] = mapped_column(BigInteger, default=0)
+    start_ms: Mapped[int] = mapped_column(BigInteger)
+    end_ms: Mapped[int] = mapped_column(BigInteger)
