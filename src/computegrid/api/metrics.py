@@ -28,12 +28,12 @@ class StoreCollector(Collector):
             devices = session.execute(select(Device.model, Device.health, func.count())
                                       .group_by(Device.model, Device.health)).all()
         g = GaugeMetricFamily("computegrid_jobs", "Jobs by state", labels=["state"])
-        for s in JobState:
-            g.add_metric([s.value], jobs.get(s.value, 0))
+        for job_state in JobState:
+            g.add_metric([job_state.value], jobs.get(job_state.value, 0))
         yield g
         g = GaugeMetricFamily("computegrid_nodes", "Nodes by state", labels=["state"])
-        for s in ("up", "down"):
-            g.add_metric([s], nodes.get(s, 0))
+        for node_state in ("up", "down"):
+            g.add_metric([node_state], nodes.get(node_state, 0))
         yield g
         g = GaugeMetricFamily("computegrid_devices", "Devices by model and health", labels=["model", "health"])
         for model, health, count in devices:

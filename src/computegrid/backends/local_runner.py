@@ -9,6 +9,7 @@ SIGTERM is passed to the job's process group; after the grace period, SIGKILL.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -49,10 +50,8 @@ def main(directory: str) -> int:
         def forward(signum: int, _frame: object) -> None:
             (root / "cancelled").touch()
             deadline.append(time.monotonic() + GRACE_S)
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(child.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
 
         signal.signal(signal.SIGTERM, forward)
         signal.signal(signal.SIGINT, forward)
@@ -62,10 +61,8 @@ def main(directory: str) -> int:
                 break
             except subprocess.TimeoutExpired:
                 if deadline and time.monotonic() > deadline[0]:
-                    try:
+                    with contextlib.suppress(ProcessLookupError):
                         os.killpg(child.pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
     _write(root / "end_ms", str(_now_ms()))
     _write(root / "exit", str(code))
     return 0

@@ -70,7 +70,8 @@ class PoolSnapshot:
         self.dev_model = np.array([d.model for d in known], dtype=object)
         self.dev_mem_gb = np.array([d.memory_gb for d in known], dtype=np.float64)
         self.dev_free: IntArray = np.full(len(known), MILLI_PER_DEVICE, dtype=np.int64)
-        self.dev_row = {(int(self.node_ids[r]), int(i)): k for k, (r, i) in enumerate(zip(self.dev_node, self.dev_index))}
+        self.dev_row = {(int(self.node_ids[r]), int(i)): k
+                        for k, (r, i) in enumerate(zip(self.dev_node, self.dev_index, strict=True))}
 
     @property
     def node_count(self) -> int:

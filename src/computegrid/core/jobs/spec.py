@@ -84,7 +84,7 @@ class JobSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """The canonical, JSON-ready form; `parse_job_spec(spec.to_dict())` gives the spec back."""
-        # Milli-CPUs / 1000 and MiB / 1024 are exact binary fractions, so floats round-trip here.
+        # A float's shortest repr parses back to the same Fraction, so this form round-trips exactly.
         res: dict[str, Any] = {"cpus": self.resources.cpu_milli / 1000, "memory_gb": self.resources.memory_mb / 1024}
         if self.resources.accelerators:
             count = self.resources.milli_per_node / MILLI_PER_DEVICE
