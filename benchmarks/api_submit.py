@@ -250,13 +250,19 @@ def http_json(port: int, method: str, path: str, api_key: str | None = None) -> 
         conn.close()
 
 
-def cpu_ticks(pid: int) -> int | None:
-    """utime+stime of a process (all threads), in clock ticks."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])
-    except (OSError, IndexError, ValueError):
-        return None
+def cpu_ticks(pid: int) -> int:
+    """utime+stime of a process (all threads) and its child processes (e.g. extra API workers), in clock ticks."""
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry.name) == pid or int(fields[1]) == pid:
+            total += int(fields[11]) + int(fields[12])
+    return total
 
 
 def postgres_ticks() -> int:
@@ -301,7 +307,9 @@ def recreate_pg_database(base: str, dbname: str, *, drop_only: bool = False) -> 
 class Server:
     """`computegrid up --no-agent` in its own session; always stopped by `stop()`."""
 
-    def __init__(self, workdir: Path, port: int, database_url: str | None, extra_env: dict[str, str]):
+    def __init__(self, workdir: Path, port: int, database_url: str | None, extra_env: dict[str, str],
+                 variant: str | None = None):
+        self.variant = variant
         self.workdir = workdir
         self.port = port
         self.database_url = database_url
@@ -311,7 +319,10 @@ class Server:
 
     def command(self) -> list[str]:
         exe = Path(sys.executable).parent / "computegrid"
-        base = [str(exe)] if exe.exists() else [sys.executable, "-m", "computegrid"]
+        if self.variant:
+            base = [sys.executable, str(Path(__file__).with_name("server_variants.py")), "--variants", self.variant]
+        else:
+            base = [str(exe)] if exe.exists() else [sys.executable, "-m", "computegrid"]
         return base + ["up", "--no-agent", "--port", str(self.port), "--state-dir", str(self.workdir / "state")]
 
     def start(self) -> str:
@@ -328,18 +339,21 @@ class Server:
             self.proc = subprocess.Popen(self.command(), cwd=self.workdir, env=env, stdout=log,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + START_TIMEOUT_S
+        last = "no answer"
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the server exited with code {self.proc.returncode} before answering:\n"
                                    + self.log_tail())
             try:
-                status, _ = http_json(self.port, "GET", "/healthz")
+                status, body = http_json(self.port, "GET", "/healthz")
                 if status == 200:
                     break
-            except (OSError, http.client.HTTPException, ValueError):
-                pass
+                last = f"HTTP {status} {body}"
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                last = f"{type(exc).__name__}: {exc}"
             if time.monotonic() > deadline:
-                raise RuntimeError(f"/healthz did not answer within {START_TIMEOUT_S:.0f} s:\n" + self.log_tail())
+                raise RuntimeError(f"/healthz did not answer 200 within {START_TIMEOUT_S:.0f} s (last: {last}):\n"
+                                   + self.log_tail())
             time.sleep(0.1)
         creds = json.loads((self.workdir / "xdg" / "computegrid" / "credentials.json").read_text())
         return str(creds["api_key"])
@@ -389,10 +403,12 @@ def start_py_spy(pid: int, out: str, seconds: float, db: str) -> subprocess.Pope
         return None
     path = out if db == "only" else _suffixed(out, db)
     fmt = "speedscope" if path.endswith(".json") else ("raw" if path.endswith((".txt", ".folded")) else "flamegraph")
-    print(f"  profiling server pid {pid} with py-spy for {seconds:.0f} s -> {path}")
-    return subprocess.Popen([exe, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))),
-                             "--rate", "200", "--format", fmt, "--output", path, "--nonblocking", "--subprocesses"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    print(f"  profiling server pid {pid} with py-spy for {seconds:.0f} s -> {path} (its messages: {path}.log)")
+    with open(path + ".log", "wb") as log:
+        return subprocess.Popen([exe, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))),
+                                 "--rate", "100", "--gil", "--format", fmt, "--output", path, "--nonblocking",
+                                 "--subprocesses"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def _suffixed(path: str, db: str) -> str:
@@ -410,7 +426,7 @@ def run_one(db: str, args: argparse.Namespace) -> dict[str, Any]:
         recreate_pg_database(args.pg_url, args.pg_db)
         database_url = pg_url(args.pg_url, args.pg_db, args.pg_options)
     extra_env = dict(kv.split("=", 1) for kv in args.server_env)
-    server = Server(workdir, port, database_url, extra_env)
+    server = Server(workdir, port, database_url, extra_env, args.variant)
     ctx = mp.get_context("fork")
     procs: list[Any] = []
     parent_ends: list[Connection] = []
@@ -456,7 +472,7 @@ def run_one(db: str, args: argparse.Namespace) -> dict[str, Any]:
             time.sleep(min(1.0, max(0.01, times[1] - time.monotonic())))
             now = time.monotonic()
             if not sampled_start and now >= times[0] - 0.05:
-                srv0 = cpu_ticks(server.proc.pid) or 0
+                srv0 = cpu_ticks(server.proc.pid)
                 pg0 = postgres_ticks() if db == "postgres" else 0
                 sys0 = system_busy()
                 sampled_start = True
@@ -471,7 +487,7 @@ def run_one(db: str, args: argparse.Namespace) -> dict[str, Any]:
             last_ok, last_t = ok, now
             if server.proc.poll() is not None:
                 raise RuntimeError(f"the server died during the run:\n{server.log_tail()}")
-        srv1 = cpu_ticks(server.proc.pid) or 0
+        srv1 = cpu_ticks(server.proc.pid)
         pg1 = postgres_ticks() if db == "postgres" else 0
         sys1 = system_busy()
 
@@ -583,7 +599,8 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
     print()
     print(f"api_submit: {args.concurrency} in flight, {args.duration:.0f} s measured after {args.warmup:.0f} s warm-up"
           + (f", postgres options {args.pg_options!r}" if args.pg_options else "")
-          + (f", server env {' '.join(args.server_env)}" if args.server_env else ""))
+          + (f", server env {' '.join(args.server_env)}" if args.server_env else "")
+          + (f", server variant {args.variant}" if args.variant else ""))
     print("-" * width + "".join(f"{r['db']:>14}" for r in results))
     for label, key, fmt in ROWS:
         if not any(key in r for r in results):
@@ -603,8 +620,12 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
             if key in r:
                 value = r[key]
                 value = round(value, 3) if isinstance(value, float) else value
-                print(json.dumps({"bench": BENCH, "db": r["db"], "metric": key, "value": value,
-                                  "concurrency": args.concurrency, "duration_s": args.duration}))
+                line = {"bench": BENCH, "db": r["db"], "metric": key, "value": value,
+                        "concurrency": args.concurrency, "duration_s": args.duration}
+                if args.variant or args.pg_options:
+                    pg = f"pg:{args.pg_options}" if args.pg_options else None
+                    line["variant"] = ",".join(filter(None, [args.variant, pg]))
+                print(json.dumps(line))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -622,6 +643,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="libpq options for the server's connections, e.g. '-c synchronous_commit=off'")
     ap.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
                     help="extra environment for the server process (repeatable)")
+    ap.add_argument("--variant", default=None, metavar="A,B",
+                    help="run the server through benchmarks/server_variants.py with these experimental changes "
+                         "(e.g. no-wake,core-insert,workers=2); see that file")
     ap.add_argument("--py-spy", default=None, metavar="FILE",
                     help="record the server with py-spy during the measured window (.svg, .json speedscope, .txt)")
     ap.add_argument("--keep-db", action="store_true", help="do not drop the PostgreSQL database afterwards")
