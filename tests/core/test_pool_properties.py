@@ -27,7 +27,7 @@ def pools(draw: st.DrawFn) -> PoolSnapshot:
     nodes, devs = [], []
     for nid in node_ids:
         nodes.append(NodeInfo(node_id=nid, site=f"s{nid % 2}", region=draw(st.sampled_from(REGIONS)),
-                              tier=draw(st.sampled_from(["core", "hub", "edge"])), up=draw(st.booleans() | st.just(True)),
+                              tier=draw(st.sampled_from(["core", "hub", "edge"])), up=draw(st.integers(0, 4)) > 0,
                               cpu_milli=500 * draw(st.integers(1, 16)), memory_mb=1024 * draw(st.integers(1, 8))))
         for index in range(draw(st.integers(0, 4))):
             model = draw(st.sampled_from(sorted(MODELS)))
@@ -39,13 +39,13 @@ def pools(draw: st.DrawFn) -> PoolSnapshot:
 def requests(draw: st.DrawFn) -> PlacementRequest:
     milli = draw(st.sampled_from([0, 1, 250, 500, 750, 999, 1000, 2000, 3000]))
     nodes = draw(st.integers(1, 3)) if milli == 0 or milli % MILLI_PER_DEVICE == 0 else 1
-    models = draw(st.sampled_from([frozenset(), frozenset({"T4"}), frozenset({"A100-40G", "A100-80G"}),
+    models = draw(st.sampled_from([frozenset(), frozenset(), frozenset({"T4"}), frozenset({"A100-40G", "A100-80G"}),
                                    frozenset({"T4", "A100-80G"})]))
-    routed = draw(st.booleans())
+    routed = draw(st.integers(0, 3)) == 0
     return PlacementRequest(
-        models=models, milli_per_node=milli, min_device_memory_gb=draw(st.sampled_from([0.0, 16.0, 50.0])),
+        models=models, milli_per_node=milli, min_device_memory_gb=draw(st.sampled_from([0.0, 0.0, 16.0, 50.0])),
         cpu_milli=250 * draw(st.integers(0, 12)), memory_mb=512 * draw(st.integers(0, 8)), nodes=nodes,
-        tier=draw(st.none() | st.sampled_from(["core", "hub", "edge"])),
+        tier=draw(st.sampled_from([None, None, None, "core", "hub", "edge"])),
         user_region=draw(st.sampled_from(REGIONS)) if routed else None,
         max_rtt_ms=draw(st.sampled_from([1, 30])) if routed else None,
     )

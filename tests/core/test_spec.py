@@ -163,8 +163,6 @@ def test_deadline_keeps_milliseconds():
     assert spec.deadline_ms == calendar.timegm((2026, 12, 1, 10, 0, 0)) * 1000 + 250
 
 
-@pytest.mark.xfail(reason="_parse_deadline truncates float timestamp()*1000, so some millisecond deadlines "
-                          "come out 1 ms early", strict=True)
 def test_deadline_milliseconds_are_not_truncated():
     # 2004-03-15T07:55:47.472Z is 1079337347472 ms; float arithmetic gives ...471.9999 and int() truncates.
     assert parse(base(deadline="2004-03-15T07:55:47.472+00:00")).deadline_ms == 1_079_337_347_472
@@ -283,22 +281,16 @@ def test_spec_error_is_value_error_and_problem_str():
     assert str(SpecProblem("nodes", "must be positive")) == "nodes: must be positive"
 
 
-@pytest.mark.xfail(reason="an explicit `run: null` with no image passes validation: the 'give a command or an image' "
-                          "check is skipped whenever the key 'run' is present", strict=True)
 def test_run_null_without_image_is_rejected():
     with pytest.raises(SpecError, match="run"):
         parse({"name": "nothing-to-run", "run": None})
 
 
-@pytest.mark.xfail(reason="names and env keys are checked with re.match and '$', which also matches before a "
-                          "trailing newline, so 'job\\n' is accepted", strict=True)
 def test_name_with_trailing_newline_is_rejected():
     fields = fields_of({"name": "job\n", "run": "x", "envs": {"FOO\n": "1"}})
     assert {"name", "envs.FOO\n"} <= fields
 
 
-@pytest.mark.xfail(reason="cpus/memory_gb are truncated with int(), so a positive request below one milli-CPU "
-                          "or one MiB becomes 0 instead of being rejected", strict=True)
 def test_tiny_positive_cpus_do_not_become_zero():
     try:
         spec = parse(base(resources={"cpus": 0.0001, "memory_gb": 0.0001}))
@@ -342,8 +334,6 @@ def test_round_trip_examples(data):
     assert parse(spec.to_dict()) == spec
 
 
-@pytest.mark.xfail(reason="to_dict() writes the deadline through float seconds and parsing truncates, "
-                          "so some millisecond deadlines do not round-trip", strict=True)
 def test_round_trip_millisecond_deadline():
     spec = parse(base(deadline="2026-12-01T10:00:00Z"))
     spec = JobSpec(**{**vars(spec), "deadline_ms": 1_079_337_347_472})
@@ -396,7 +386,7 @@ def spec_dicts(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
     if draw(st.booleans()):
         data["max_price_fen_per_du"] = draw(st.integers(0, 10**12))
     if draw(st.booleans()):
-        # whole seconds: millisecond deadlines are covered by the xfail tests above
+        # whole seconds here: millisecond deadlines have their own tests above
         seconds = draw(st.integers(0, 4_102_444_800))
         data["deadline"] = datetime.fromtimestamp(seconds, UTC).isoformat()
         expected["deadline_ms"] = seconds * 1000

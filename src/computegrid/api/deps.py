@@ -42,7 +42,7 @@ class AppState:
         hit = self._auth.get(token)
         if hit is not None and hit[0] > now:
             return hit[1]
-        with self.db.sessions() as session:
+        with self.db.reading() as session:
             principal = accounts.authenticate(session=session, token=token)
         if len(self._auth) > 10_000:
             self._auth.clear()
@@ -58,7 +58,7 @@ class AppState:
         with self._lock:
             if self._shape is not None and self._shape[0] > now:
                 return self._shape[1]
-        with self.db.sessions() as session:
+        with self.db.reading() as session:
             shape = load_pool(session=session, with_allocations=False)
         with self._lock:
             self._shape = (now + SHAPE_CACHE_S, shape)

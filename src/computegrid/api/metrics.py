@@ -22,7 +22,7 @@ class StoreCollector(Collector):
         self.state = state
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        with self.state.db.sessions() as session:
+        with self.state.db.reading() as session:
             jobs = dict(session.execute(select(Job.state, func.count()).group_by(Job.state)).all())
             nodes = dict(session.execute(select(Node.state, func.count()).group_by(Node.state)).all())
             devices = session.execute(select(Device.model, Device.health, func.count())

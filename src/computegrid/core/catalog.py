@@ -82,7 +82,9 @@ def parse_catalog(text: str) -> Catalog:
     """Parse catalog CSV text (the format of `data/accelerators.csv`)."""
     rows = csv.DictReader(io.StringIO(text))
     models = []
-    for row in rows:
+    for line, row in enumerate(rows, start=2):
+        if None in row.values() or None in row:
+            raise ValueError(f"catalog line {line} ({row.get('model')!r}) does not have the header's columns")
         if not row["source"].strip():
             raise ValueError(f"catalog row {row['model']!r} names no source")
         models.append(

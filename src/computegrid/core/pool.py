@@ -81,13 +81,31 @@ class PoolSnapshot:
         return [self.dev_row[(alloc.node_id, i)] for i in alloc.device_indices]
 
     def allocate(self, allocations: Sequence[NodeAllocation]) -> None:
-        """Take capacity; raises ValueError (and changes nothing) if any part is not free."""
+        """Take capacity; raises ValueError (and changes nothing) if the parts together do not fit.
+
+        Parts are summed before the check, so two parts on one node or device cannot over-allocate it.
+        """
+        cpu: dict[int, int] = {}
+        mem: dict[int, int] = {}
+        dev: dict[int, int] = {}
         for alloc in allocations:
+            if alloc.node_id not in self.node_row:
+                raise ValueError(f"node {alloc.node_id} is not in the pool")
+            if len(set(alloc.device_indices)) != len(alloc.device_indices):
+                raise ValueError(f"device indices repeat in {alloc}")
+            if any((alloc.node_id, i) not in self.dev_row for i in alloc.device_indices):
+                raise ValueError(f"node {alloc.node_id} has no device among {alloc.device_indices}")
             row = self.node_row[alloc.node_id]
-            rows = self._device_rows(alloc)
-            if (self.cpu_free[row] < alloc.cpu_milli or self.mem_free[row] < alloc.memory_mb
-                    or any(self.dev_free[r] < alloc.milli_per_device for r in rows)):
-                raise ValueError(f"node {alloc.node_id} lacks the capacity of {alloc}")
+            cpu[row] = cpu.get(row, 0) + alloc.cpu_milli
+            mem[row] = mem.get(row, 0) + alloc.memory_mb
+            for r in self._device_rows(alloc):
+                dev[r] = dev.get(r, 0) + alloc.milli_per_device
+        short = sorted({r for r, need in cpu.items() if self.cpu_free[r] < need}
+                       | {r for r, need in mem.items() if self.mem_free[r] < need}
+                       | {int(self.dev_node[r]) for r, need in dev.items() if self.dev_free[r] < need})
+        if short:
+            names = ", ".join(str(int(self.node_ids[r])) for r in short)
+            raise ValueError(f"node {names} lacks the capacity asked for by {list(allocations)}")
         for alloc in allocations:
             self._apply(alloc, -1)
 
@@ -107,6 +125,6 @@ class PoolSnapshot:
         """Allocate if every part is still there (for stale records of running jobs); else change nothing."""
         try:
             self.allocate(allocations)
-        except (ValueError, KeyError):
+        except ValueError:
             return False
         return True

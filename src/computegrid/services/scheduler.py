@@ -70,7 +70,7 @@ class Scheduler:
     def place_pending(self) -> TickResult:
         """One pass over the oldest pending jobs, first come first tried."""
         result = TickResult()
-        with self.db.sessions() as session:
+        with self.db.reading() as session:
             pool = load_pool(session=session)
             pending = session.scalars(select(Job).where(Job.state == JobState.PENDING.value)
                                       .order_by(Job.id).limit(self.batch)).all()
@@ -172,5 +172,15 @@ class Scheduler:
                 log.exception("scheduler tick failed")
             self.wake.wait(interval_s)
             self.wake.clear()
-        if self._leader is not None:
-            self._leader.close()
+        self.release_leadership()
+
+    def release_leadership(self) -> None:
+        """Give up the advisory lock (a crashed leader's lock goes with its connection)."""
+        if self._leader is None:
+            return
+        if self._is_leader:
+            self._leader.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": LEADER_LOCK_KEY})
+            self._leader.commit()
+        self._leader.close()
+        self._leader = None
+        self._is_leader = False

@@ -12,6 +12,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 DEFAULT_DIR = Path(".computegrid")
+READONLY = "computegrid_readonly"
 
 
 def default_database_url(state_dir: Path | None = None) -> str:
@@ -44,8 +45,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.close()
 
         @event.listens_for(engine, "begin")
-        def _begin_immediate(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        def _begin(conn: Any) -> None:
+            # Readers need no lock; WAL gives them a consistent snapshot.
+            readonly = conn.get_execution_options().get(READONLY)
+            conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
         return engine
     kwargs.setdefault("pool_size", 20)
@@ -61,6 +64,7 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._readers = sessionmaker(self.engine.execution_options(**{READONLY: True}), expire_on_commit=False)
 
     @property
     def is_sqlite(self) -> bool:
@@ -70,6 +74,12 @@ class Database:
     def transaction(self) -> Iterator[Session]:
         """A session whose work commits at the end of the block, or rolls back on any error."""
         with self.sessions() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A session for reads only: on SQLite it takes no write lock, so readers never queue behind writers."""
+        with self._readers() as session:
             yield session
 
     def dispose(self) -> None:

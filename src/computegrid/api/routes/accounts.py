@@ -30,7 +30,7 @@ def create_tenant(body: TenantCreate, principal: CurrentPrincipal, state: StateD
 @router.get("/tenants")
 def list_tenants(principal: CurrentPrincipal, state: StateDep) -> list[dict[str, Any]]:
     principal.require_operator()
-    with state.db.sessions() as session:
+    with state.db.reading() as session:
         return [{"id": t.id, "name": t.name} for t in accounts.list_tenants(session=session)]
 
 
@@ -44,7 +44,7 @@ def create_provider(body: ProviderCreate, principal: CurrentPrincipal, state: St
 
 @router.get("/providers")
 def list_providers(principal: CurrentPrincipal, state: StateDep) -> list[dict[str, Any]]:
-    with state.db.sessions() as session:
+    with state.db.reading() as session:
         return [{"id": p.id, "name": p.name} for p in accounts.list_providers(session=session)]
 
 

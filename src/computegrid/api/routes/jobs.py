@@ -68,14 +68,14 @@ def _submit(data: Any, response: Response, principal: CurrentPrincipal, state: S
 @router.get("")
 def list_jobs(principal: CurrentPrincipal, state: StateDep, state_filter: str | None = None,
               limit: int = 100) -> list[dict[str, Any]]:
-    with state.db.sessions() as session:
+    with state.db.reading() as session:
         return [job_view(session, state.catalog, j, detail=False)
                 for j in jobs.list_jobs(session=session, principal=principal, state=state_filter, limit=limit)]
 
 
 @router.get("/{job_id}")
 def show_job(job_id: int, principal: CurrentPrincipal, state: StateDep) -> dict[str, Any]:
-    with state.db.sessions() as session:
+    with state.db.reading() as session:
         return job_view(session, state.catalog, jobs.get_job(session=session, principal=principal, job_id=job_id))
 
 
@@ -89,7 +89,7 @@ def cancel_job(job_id: int, principal: CurrentPrincipal, state: StateDep) -> dic
 @router.get("/{job_id}/logs")
 def job_logs(job_id: int, principal: CurrentPrincipal, state: StateDep, offset: int = 0,
              attempt: int | None = None) -> dict[str, Any]:
-    with state.db.sessions() as session:
+    with state.db.reading() as session:
         logs = jobs.job_logs(session=session, principal=principal, job_id=job_id, offset=offset, attempt=attempt)
         job = jobs.get_job(session=session, principal=principal, job_id=job_id)
         return {"attempt": logs.attempt, "offset": logs.offset, "next_offset": logs.next_offset,
@@ -98,6 +98,6 @@ def job_logs(job_id: int, principal: CurrentPrincipal, state: StateDep, offset: 
 
 @router.get("/{job_id}/events")
 def job_events(job_id: int, principal: CurrentPrincipal, state: StateDep) -> list[dict[str, Any]]:
-    with state.db.sessions() as session:
+    with state.db.reading() as session:
         return [{"at": iso(e.at_ms), "from": e.from_state, "to": e.to_state, "reason": e.reason}
                 for e in jobs.job_events(session=session, principal=principal, job_id=job_id)]

@@ -32,19 +32,19 @@ def create_site(body: SiteCreate, principal: CurrentPrincipal, state: StateDep) 
 
 @router.get("/sites")
 def list_sites(principal: CurrentPrincipal, state: StateDep) -> list[dict[str, Any]]:
-    with state.db.sessions() as session:
+    with state.db.reading() as session:
         return [site_view(s) for s in sites.list_sites(session=session)]
 
 
 @router.get("/sites/{name}")
 def get_site(name: str, principal: CurrentPrincipal, state: StateDep) -> dict[str, Any]:
-    with state.db.sessions() as session:
+    with state.db.reading() as session:
         return site_view(sites.get_site(session=session, name=name))
 
 
 @router.get("/nodes")
 def list_nodes(principal: CurrentPrincipal, state: StateDep, site: str | None = None) -> list[dict[str, Any]]:
-    with state.db.sessions() as session:
+    with state.db.reading() as session:
         return [{
             "id": node.id, "name": node.name, "site": s.name, "state": node.state, "cpu_milli": node.cpu_milli,
             "memory_mb": node.memory_mb, "last_heartbeat_at": iso(node.last_heartbeat_ms),

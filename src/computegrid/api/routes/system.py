@@ -14,7 +14,7 @@ router = APIRouter(tags=["system"])
 
 @router.get("/healthz")
 def healthz(state: StateDep) -> dict[str, str]:
-    with state.db.sessions() as session:
+    with state.db.reading() as session:
         session.execute(text("SELECT 1"))
     return {"status": "ok", "database": state.db.engine.dialect.name}
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from typing import Any
 
@@ -18,8 +18,9 @@ from computegrid.core.units import MILLI_PER_DEVICE, to_milli
 TIERS = ("core", "hub", "edge")
 MAX_NODES = 1024
 MAX_DEVICES_PER_NODE = 64
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-_ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+_ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TOP_KEYS = {
     "name", "run", "image", "workdir", "envs", "resources", "nodes", "placement",
     "interruptible", "max_price_fen_per_du", "deadline", "requeue_on_lost", "max_attempts",
@@ -105,7 +106,7 @@ class JobSpec:
         if self.max_price_fen_per_du is not None:
             out["max_price_fen_per_du"] = self.max_price_fen_per_du
         if self.deadline_ms is not None:
-            out["deadline"] = datetime.fromtimestamp(self.deadline_ms / 1000, UTC).isoformat()
+            out["deadline"] = (_EPOCH + timedelta(milliseconds=self.deadline_ms)).isoformat()
         return out
 
 
@@ -216,7 +217,13 @@ def _parse_resources(c: _Collector, data: Any, catalog: Catalog) -> Resources:
         if min_mem is not None and not accel:
             c.add("resources.min_device_memory_gb", "needs resources.accelerators")
     cpus = _positive_number(c, "resources.cpus", data.get("cpus", 1))
+    if cpus is not None and cpus * 1000 < 1:
+        c.add("resources.cpus", f"must be at least 0.001, got {data.get('cpus')}")
+        cpus = None
     mem = _positive_number(c, "resources.memory_gb", data.get("memory_gb", 1))
+    if mem is not None and mem * 1024 < 1:
+        c.add("resources.memory_gb", f"must be at least 1 MiB (0.0009765625), got {data.get('memory_gb')}")
+        mem = None
     return Resources(
         accelerators=accel,
         models=models,
@@ -260,7 +267,7 @@ def _parse_deadline(c: _Collector, value: Any) -> int | None:
             return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
+    return (moment - _EPOCH) // timedelta(milliseconds=1)  # integer arithmetic: no float rounding
 
 
 def parse_job_spec(data: Any, catalog: Catalog) -> JobSpec:
@@ -270,11 +277,11 @@ def parse_job_spec(data: Any, catalog: Catalog) -> JobSpec:
         raise SpecError([SpecProblem("(top level)", "a job spec must be a mapping of fields")])
     _unknown_keys(c, "", data, _TOP_KEYS)
     name = data.get("name")
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         c.add("name", "required; 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit")
     run = _optional_str(c, "run", data.get("run"))
     image = _optional_str(c, "image", data.get("image"))
-    if run is None and image is None and "run" not in data and "image" not in data:
+    if run is None and image is None:
         c.add("run", "give a command to run, or an image")
     envs_raw = data.get("envs") or {}
     envs: dict[str, str] = {}
@@ -282,7 +289,7 @@ def parse_job_spec(data: Any, catalog: Catalog) -> JobSpec:
         c.add("envs", "must be a mapping of NAME: value")
     else:
         for key, val in envs_raw.items():
-            if not isinstance(key, str) or not _ENV_RE.match(key):
+            if not isinstance(key, str) or not _ENV_RE.fullmatch(key):
                 c.add(f"envs.{key}", "not a valid environment variable name")
             elif isinstance(val, dict | list):
                 c.add(f"envs.{key}", "must be a scalar value")
