@@ -96,7 +96,7 @@ def test_alternative_accelerators():
 
 def test_family_and_case_insensitive_accelerators():
     spec = parse(base(resources={"accelerators": "ampere:4"}))
-    assert spec.resources.models == frozenset({"A10", "A100-40G", "A100-80G"})
+    assert spec.resources.models == frozenset({"A10", "A100-40G", "A100-80G", "A800-40G", "A800-80G"})
     assert parse(base(resources={"accelerators": "a100:1"})).resources.models == frozenset({"A100-40G", "A100-80G"})
 
 

@@ -10,9 +10,13 @@ from typing import Any
 from computegrid.backends.base import InventoryDevice
 
 # nvidia-smi product names to catalog models; the first pattern that matches wins.
+# Names that match none (e.g. "NVIDIA A800 40GB Active", a workstation card with other figures, or the China-only
+# "RTX 4090 D" with fewer cores) stay unmapped rather than being billed as a look-alike.
 _NAME_RULES: tuple[tuple[str, str], ...] = (
     (r"H100", "H100-80G"), (r"A100.*80", "A100-80G"), (r"A100", "A100-40G"), (r"L40S", "L40S"),
     (r"A10\b", "A10"), (r"T4\b", "T4"), (r"V100.*32", "V100-32G"), (r"V100", "V100-16G"), (r"P100", "P100-16G"),
+    (r"A800.*80", "A800-80G"), (r"A800.*40GB PCIe", "A800-40G"), (r"H800", "H800-80G"), (r"H200", "H200-141G"),
+    (r"H20\b", "H20"), (r"L20\b", "L20"), (r"L4\b", "L4"), (r"RTX 4090(?! D)\b", "RTX4090"), (r"K80\b", "K80"),
 )
 
 
