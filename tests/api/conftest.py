@@ -76,6 +76,6 @@ def world(db: Database) -> Iterator[World]:
                           backend="local", electricity_fen_per_kwh="35", provider="p2", now_ms=now)
     scheduler = Scheduler(db=db, policy=get_policy("first-fit"), catalog=catalog, clock=clock,
                           heartbeat_timeout_ms=30_000)
-    state = AppState(db=db, catalog=catalog, clock=clock, wake_scheduler=scheduler.wake)
+    state = AppState(db=db, catalog=catalog, clock=clock, scheduler_wake=scheduler.wake)
     with TestClient(create_app(state)) as client:
         yield World(db=db, clock=clock, app_client=client, keys=keys, scheduler=scheduler)

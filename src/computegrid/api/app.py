@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -16,6 +18,7 @@ from computegrid.api.metrics import RequestMetrics, StoreCollector
 from computegrid.api.routes import accounts, agent, jobs, sites, system
 from computegrid.core.jobs import InvalidTransition
 from computegrid.services.errors import ServiceError
+from computegrid.services.submissions import SubmissionWriter
 
 DEFAULT_MAX_BODY = 1024 * 1024
 
@@ -55,10 +58,20 @@ class RequestCounter:
 
 
 def create_app(state: AppState, *, max_body_bytes: int = DEFAULT_MAX_BODY) -> FastAPI:
-    app = FastAPI(title="computegrid", version=__version__,
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if state.writer is not None:
+            state.writer.close()
+
+    app = FastAPI(title="computegrid", version=__version__, lifespan=lifespan,
                   description="Pool, schedule and trade accelerator capacity across compute centres.")
     state.registry = CollectorRegistry()
     state.http = RequestMetrics(state.registry)
+    if state.writer is None:
+        wake = state.scheduler_wake
+        state.writer = SubmissionWriter(state.db, on_stored=(lambda n: wake.new_jobs() if n else None)
+                                        if wake else None)
     state.registry.register(StoreCollector(state))
     app.state.computegrid = state
     for module in (system, accounts, sites, jobs, agent):

@@ -18,6 +18,8 @@ from computegrid.services.clock import Clock
 from computegrid.services.errors import Unauthorized
 from computegrid.services.pool_state import load_pool
 from computegrid.services.principal import Principal
+from computegrid.services.scheduler import SchedulerWake
+from computegrid.services.submissions import SubmissionWriter
 from computegrid.store.db import Database
 
 AUTH_CACHE_S = 5.0
@@ -29,9 +31,10 @@ class AppState:
     db: Database
     catalog: Catalog
     clock: Clock
-    wake_scheduler: threading.Event | None = None
+    scheduler_wake: SchedulerWake | None = None
     registry: CollectorRegistry | None = None
     http: RequestMetrics | None = None
+    writer: SubmissionWriter | None = None
     _auth: dict[str, tuple[float, Principal]] = field(default_factory=dict)
     _shape: tuple[float, PoolSnapshot] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -69,7 +72,7 @@ class AppState:
             self._shape = None
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
     state: AppState = request.app.state.computegrid
     return state
 
@@ -77,7 +80,8 @@ def get_state(request: Request) -> AppState:
 StateDep = Annotated[AppState, Depends(get_state)]
 
 
-def get_principal(request: Request, state: StateDep) -> Principal:
+async def get_principal(request: Request, state: StateDep) -> Principal:
+    # Async so it runs on the event loop: a cached key costs no thread hand-off.
     header = request.headers.get("authorization", "")
     token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
     token = token or request.headers.get("x-api-key", "").strip()

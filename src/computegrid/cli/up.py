@@ -96,7 +96,7 @@ class Platform:
         _operator_key, agent_key = self.prepare()
         scheduler = Scheduler(db=self.db, policy=get_policy(self.opts.policy), catalog=self.catalog,
                               clock=self.clock, heartbeat_timeout_ms=int(self.opts.heartbeat_timeout_s * 1000))
-        state = AppState(db=self.db, catalog=self.catalog, clock=self.clock, wake_scheduler=scheduler.wake)
+        state = AppState(db=self.db, catalog=self.catalog, clock=self.clock, scheduler_wake=scheduler.wake)
         config = uvicorn.Config(create_app(state), host=self.opts.host, port=self.opts.port, log_level="warning",
                                 access_log=False, timeout_graceful_shutdown=5)
         self.server = uvicorn.Server(config)
@@ -106,6 +106,7 @@ class Platform:
             if time.monotonic() > deadline or not self.threads[0].is_alive():
                 raise RuntimeError(f"the API did not start on {self.url} (is the port taken? try --port)")
             time.sleep(0.05)
+        self.scheduler = scheduler
         self._spawn("scheduler", lambda: scheduler.run(self.stop))
         if self.opts.agent:
             declared = load_declared_devices(self.opts.site_file) if self.opts.site_file else []
@@ -128,6 +129,7 @@ class Platform:
         """Stop the agent's jobs (reported lost, so they requeue), then the scheduler, then the API."""
         self.console.print("Stopping computegrid...")
         self.stop.set()
+        self.scheduler.wake.capacity()  # end its wait now
         for thread in self.threads[1:]:
             thread.join(timeout=10)
         if self.agent is not None:

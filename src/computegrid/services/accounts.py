@@ -48,14 +48,15 @@ def authenticate(*, session: Session, token: str) -> Principal:
         raise Unauthorized("malformed API key")
     _, key_id, secret = parts
     row = session.execute(
-        select(ApiKey, User).join(User, User.id == ApiKey.user_id).where(ApiKey.key_id == key_id)
+        select(ApiKey, User, Tenant.name.label("tenant_name")).join(User, User.id == ApiKey.user_id)
+        .outerjoin(Tenant, Tenant.id == User.tenant_id).where(ApiKey.key_id == key_id)
     ).first()
     if row is None or row.ApiKey.revoked_ms is not None:
         raise Unauthorized("unknown or revoked API key")
     if not hmac.compare_digest(row.ApiKey.secret_hash, _hash(secret)):
         raise Unauthorized("unknown or revoked API key")
     user = row.User
-    return Principal(user.id, user.name, user.role, user.tenant_id, user.provider_id)
+    return Principal(user.id, user.name, user.role, user.tenant_id, user.provider_id, row.tenant_name)
 
 
 def revoke_key(*, session: Session, principal: Principal, key_id: str, now_ms: int) -> None:

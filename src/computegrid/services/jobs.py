@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from computegrid.core.catalog import Catalog
@@ -16,6 +14,8 @@ from computegrid.core.placement.base import PlacementRequest, feasible_nodes
 from computegrid.core.pool import PoolSnapshot
 from computegrid.services.errors import Forbidden, Invalid, NotFound
 from computegrid.services.principal import Principal
+from computegrid.services.submissions import WAITING_REASON, Stored, Submission
+from computegrid.services.views import iso
 from computegrid.store.models import Job, JobAllocation, JobEvent, JobLogChunk
 
 MAX_LIST = 1000
@@ -59,29 +59,23 @@ def release_allocations(session: Session, job: Job) -> None:
         alloc.active = False
 
 
-def submit(*, session: Session, principal: Principal, spec: JobSpec, now_ms: int,
-           idempotency_key: str | None = None) -> tuple[Job, bool]:
-    """Store a pending job; returns (job, created). A repeated idempotency key returns the first job."""
+def admit(*, principal: Principal, spec: JobSpec, shape: PoolSnapshot, now_ms: int,
+          idempotency_key: str | None = None) -> Submission:
+    """Check that the principal may submit this job and that it could ever run; returns what to store."""
     if principal.tenant_id is None:
         raise Forbidden("only a tenant's users (or an operator with a tenant) may submit jobs")
-    if idempotency_key is not None:
-        if not 0 < len(idempotency_key) <= 128:
-            raise Invalid("Idempotency-Key must be 1-128 characters")
-        existing = session.scalar(select(Job).where(Job.tenant_id == principal.tenant_id,
-                                                    Job.idempotency_key == idempotency_key))
-        if existing is not None:
-            return existing, False
-    job = Job(tenant_id=principal.tenant_id, user_id=principal.user_id, name=spec.name,
-              spec=json.dumps(spec.to_dict(), sort_keys=True), state=JobState.PENDING.value,
-              state_reason="waiting for placement", attempt=0, idempotency_key=idempotency_key,
-              submitted_ms=now_ms, updated_ms=now_ms)
-    session.add(job)
-    try:
-        session.flush()
-    except IntegrityError as exc:  # a concurrent request with the same key won the race
-        raise Invalid("a job with this Idempotency-Key is being created; retry") from exc
-    session.add(JobEvent(job_id=job.id, at_ms=now_ms, from_state=None, to_state=job.state, reason="submitted"))
-    return job, True
+    if idempotency_key is not None and not 0 < len(idempotency_key) <= 128:
+        raise Invalid("Idempotency-Key must be 1-128 characters")
+    check_fits_somewhere(spec, shape)
+    return Submission(tenant_id=principal.tenant_id, user_id=principal.user_id, spec=spec,
+                      idempotency_key=idempotency_key, now_ms=now_ms)
+
+
+def pending_view(principal: Principal, spec: JobSpec, stored: Stored) -> dict[str, Any]:
+    """What a just-created job looks like, built without reading it back."""
+    return {"id": stored.job_id, "name": spec.name, "tenant": principal.tenant_name, "state": "pending",
+            "state_reason": WAITING_REASON, "attempt": 0, "site": None, "exit_code": None,
+            "submitted_at": iso(stored.submitted_ms), "placed_at": None, "started_at": None, "ended_at": None}
 
 
 def get_job(*, session: Session, principal: Principal, job_id: int) -> Job:

@@ -16,6 +16,7 @@ class Principal:
     role: str
     tenant_id: int | None
     provider_id: int | None
+    tenant_name: str | None = None
 
     @property
     def is_operator(self) -> bool:

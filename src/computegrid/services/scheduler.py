@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 
 from sqlalchemy import select, text
@@ -28,6 +29,31 @@ from computegrid.store.models import Job, JobAllocation, Node
 
 log = logging.getLogger(__name__)
 LEADER_LOCK_KEY = 0x6367_7363  # "cgsc"
+
+
+class SchedulerWake:
+    """Why the scheduler should look again: new jobs (try just those) or freed capacity (try all)."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._capacity = False
+
+    def new_jobs(self) -> None:
+        self._event.set()
+
+    def capacity(self) -> None:
+        with self._lock:
+            self._capacity = True
+        self._event.set()
+
+    def wait(self, timeout_s: float) -> bool:
+        """Wait for a signal; True when capacity changed (a full pass is due). Clears both."""
+        self._event.wait(timeout_s)
+        with self._lock:
+            self._event.clear()
+            capacity, self._capacity = self._capacity, False
+        return capacity
 
 
 @dataclass
@@ -49,7 +75,9 @@ class Scheduler:
     started_ms: int = 0
     _requests: dict[int, PlacementRequest | str] = field(default_factory=dict)
     _reasons: dict[int, str] = field(default_factory=dict)
-    wake: threading.Event = field(default_factory=threading.Event)
+    wake: SchedulerWake = field(default_factory=SchedulerWake)
+    full_pass_every_s: float = 2.0
+    _seen_max_id: int = 0
     _leader: Connection | None = None
     _is_leader: bool = False
 
@@ -57,39 +85,42 @@ class Scheduler:
         # Nodes get a full timeout after the control plane (re)starts before being declared lost.
         self.started_ms = self.clock.now_ms()
 
-    def _request(self, job: Job) -> PlacementRequest | str:
-        cached = self._requests.get(job.id)
-        if cached is None:
-            try:
-                cached = PlacementRequest.from_spec(parse_job_spec(json.loads(job.spec), self.catalog))
-            except SpecError as exc:
-                cached = f"stored spec no longer valid: {exc}"
-            self._requests[job.id] = cached
-        return cached
+    def place_pending(self, *, only_new: bool = False) -> TickResult:
+        """One pass over the oldest pending jobs, first come first tried.
 
-    def place_pending(self) -> TickResult:
-        """One pass over the oldest pending jobs, first come first tried."""
+        With `only_new`, only jobs submitted since the last pass are tried: when no capacity
+        was freed, a job that did not fit then cannot fit now.
+        """
         result = TickResult()
         with self.db.reading() as session:
+            query = select(Job.id).where(Job.state == JobState.PENDING.value).order_by(Job.id).limit(self.batch)
+            if only_new:
+                query = query.where(Job.id > self._seen_max_id)
+            pending_ids = list(session.scalars(query))
+            if not pending_ids:
+                return result
             pool = load_pool(session=session)
-            pending = session.scalars(select(Job).where(Job.state == JobState.PENDING.value)
-                                      .order_by(Job.id).limit(self.batch)).all()
+            missing = [i for i in pending_ids if i not in self._requests]
+            if missing:
+                for job_id, spec in session.execute(select(Job.id, Job.spec).where(Job.id.in_(missing))):
+                    self._requests[job_id] = self._parse(spec)
+        self._seen_max_id = max(self._seen_max_id, pending_ids[-1])
         reasons: dict[int, str] = {}
-        for job in pending:
-            req = self._request(job)
+        for job_id in pending_ids:
+            req = self._requests[job_id]
             outcome: Placement | PlacementFailure | str = req if isinstance(req, str) else self.policy.place(
                 pool, req, self.rtt)
             if isinstance(outcome, Placement):
-                if self._persist(job.id, outcome, pool.site[pool.node_row[outcome.allocations[0].node_id]]):
+                if self._persist(job_id, outcome, pool.site[pool.node_row[outcome.allocations[0].node_id]]):
                     pool.allocate(outcome.allocations)
                     result.placed += 1
-                    self._requests.pop(job.id, None)
-                    self._reasons.pop(job.id, None)
+                self._requests.pop(job_id, None)
+                self._reasons.pop(job_id, None)
                 continue
             result.waiting += 1
             reason = f"waiting: {outcome}"
-            if self._reasons.get(job.id) != reason:
-                reasons[job.id] = reason
+            if self._reasons.get(job_id) != reason:
+                reasons[job_id] = reason
         if reasons:
             with self.db.transaction() as session:
                 for job_id, reason in reasons.items():
@@ -98,6 +129,12 @@ class Scheduler:
                         job_row.state_reason = reason
             self._reasons.update(reasons)
         return result
+
+    def _parse(self, spec_json: str) -> PlacementRequest | str:
+        try:
+            return PlacementRequest.from_spec(parse_job_spec(json.loads(spec_json), self.catalog))
+        except SpecError as exc:
+            return f"stored spec no longer valid: {exc}"
 
     def _persist(self, job_id: int, placement: Placement, site_name: str) -> bool:
         now = self.clock.now_ms()
@@ -145,9 +182,10 @@ class Scheduler:
                     lost += 1
         return lost
 
-    def tick(self) -> TickResult:
+    def tick(self, *, only_new: bool = False) -> TickResult:
+        """Declare silent nodes lost, then place pending jobs (only new ones if `only_new`)."""
         lost = self.declare_lost()
-        result = self.place_pending()
+        result = self.place_pending(only_new=only_new and lost == 0)
         result.lost = lost
         return result
 
@@ -162,16 +200,28 @@ class Scheduler:
         self._is_leader = got
         return got
 
-    def run(self, stop: threading.Event, interval_s: float = 0.2) -> None:
-        """Tick until `stop` is set; a submission can `wake` the loop early."""
+    def run(self, stop: threading.Event, interval_s: float = 0.1) -> None:
+        """Tick until `stop` is set (call `wake.capacity()` after setting it to stop at once).
+
+        New jobs get a quick pass over just themselves; freed capacity, and every
+        `full_pass_every_s` regardless, a full pass. At most one pass per `interval_s`.
+        """
+        last_full = float("-inf")
+        capacity_changed = True
         while not stop.is_set():
+            started = time.monotonic()
+            full = capacity_changed or started - last_full >= self.full_pass_every_s
             try:
                 if self.acquire_leadership():
-                    self.tick()
+                    self.tick(only_new=not full)
+                    if full:
+                        last_full = started
             except Exception:  # keep scheduling through a transient database error
                 log.exception("scheduler tick failed")
-            self.wake.wait(interval_s)
-            self.wake.clear()
+                last_full = float("-inf")
+            stop.wait(max(0.0, interval_s - (time.monotonic() - started)))
+            until_full = max(0.0, self.full_pass_every_s - (time.monotonic() - last_full))
+            capacity_changed = self.wake.wait(min(until_full, self.full_pass_every_s))
         self.release_leadership()
 
     def release_leadership(self) -> None:

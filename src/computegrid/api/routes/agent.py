@@ -27,8 +27,8 @@ def register(body: NodeRegister, principal: CurrentPrincipal, state: StateDep) -
                                    devices=decls, now_ms=state.clock.now_ms())
         node_id = node.id
     state.forget_shape()
-    if state.wake_scheduler is not None:
-        state.wake_scheduler.set()
+    if state.scheduler_wake is not None:
+        state.scheduler_wake.capacity()
     return {"node_id": node_id}
 
 
@@ -51,8 +51,8 @@ def report_state(job_id: int, body: JobStateReport, principal: CurrentPrincipal,
                                   state=body.state, exit_code=body.exit_code, reason=body.reason,
                                   at_ms=body.at_ms, now_ms=state.clock.now_ms())
         result = {"id": job.id, "state": job.state, "attempt": job.attempt}
-    if state.wake_scheduler is not None:
-        state.wake_scheduler.set()
+    if state.scheduler_wake is not None:
+        state.scheduler_wake.capacity()
     return result
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -9,7 +10,7 @@ import yaml
 from fastapi import APIRouter, Header, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from computegrid.api.deps import CurrentPrincipal, StateDep
+from computegrid.api.deps import AppState, CurrentPrincipal, StateDep
 from computegrid.services import jobs
 from computegrid.services.errors import Invalid
 from computegrid.services.views import iso, job_view
@@ -42,27 +43,29 @@ def parse_body(raw: bytes, content_type: str) -> Any:
     "application/json": {"schema": {"type": "object"}}, "application/yaml": {"schema": {"type": "string"}}}}})
 async def submit_job(request: Request, response: Response, principal: CurrentPrincipal, state: StateDep,
                      idempotency_key: str | None = Header(default=None)) -> dict[str, Any]:
-    """Submit a job spec (see docs/job-spec.md). Returns the stored job; 200 for a repeated Idempotency-Key."""
+    """Submit a job spec (see docs/job-spec.md). Returns the stored job; 200 for a repeated Idempotency-Key.
+
+    Runs on the event loop: parsing and validation are cheap, and storing goes to the
+    submission writer, which commits concurrent submissions together (group commit).
+    """
     data = parse_body(await request.body(), request.headers.get("content-type", "application/json"))
-    return await run_in_threadpool(_submit, data, response, principal, state, idempotency_key)
-
-
-def _submit(data: Any, response: Response, principal: CurrentPrincipal, state: StateDep,
-            idempotency_key: str | None) -> dict[str, Any]:
     spec = jobs.validate_spec(data, state.catalog)
-    jobs.check_fits_somewhere(spec, state.pool_shape())
-    with state.db.transaction() as session:
-        job, created = jobs.submit(session=session, principal=principal, spec=spec,
-                                   now_ms=state.clock.now_ms(), idempotency_key=idempotency_key)
-        view = job_view(session, state.catalog, job, detail=False)
-    if created:
+    submission = jobs.admit(principal=principal, spec=spec, shape=state.pool_shape(), now_ms=state.clock.now_ms(),
+                            idempotency_key=idempotency_key)
+    assert state.writer is not None
+    stored = await asyncio.wrap_future(state.writer.submit(submission))
+    if stored.created:
         if state.http is not None:
             state.http.submitted.inc()
-        if state.wake_scheduler is not None:
-            state.wake_scheduler.set()
-    else:
-        response.status_code = 200
-    return view
+        return jobs.pending_view(principal, spec, stored)
+    response.status_code = 200
+    return await run_in_threadpool(_show, state, principal, stored.job_id)
+
+
+def _show(state: AppState, principal: CurrentPrincipal, job_id: int) -> dict[str, Any]:
+    with state.db.reading() as session:
+        return job_view(session, state.catalog, jobs.get_job(session=session, principal=principal, job_id=job_id),
+                        detail=False)
 
 
 @router.get("")
@@ -83,7 +86,10 @@ def show_job(job_id: int, principal: CurrentPrincipal, state: StateDep) -> dict[
 def cancel_job(job_id: int, principal: CurrentPrincipal, state: StateDep) -> dict[str, Any]:
     with state.db.transaction() as session:
         job = jobs.cancel(session=session, principal=principal, job_id=job_id, now_ms=state.clock.now_ms())
-        return job_view(session, state.catalog, job, detail=False)
+        view = job_view(session, state.catalog, job, detail=False)
+    if state.scheduler_wake is not None:
+        state.scheduler_wake.capacity()
+    return view
 
 
 @router.get("/{job_id}/logs")
