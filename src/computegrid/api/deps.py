@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader
 from prometheus_client import CollectorRegistry
 
 from computegrid.api.metrics import RequestMetrics
@@ -78,6 +79,9 @@ async def get_state(request: Request) -> AppState:
 
 
 StateDep = Annotated[AppState, Depends(get_state)]
+# Declared so /docs offers an "Authorize" box; `get_principal` reads the header itself.
+API_KEY_HEADER = APIKeyHeader(name="Authorization", auto_error=False,
+                              description="'Bearer cg_...' (X-API-Key: cg_... also works)")
 
 
 async def get_principal(request: Request, state: StateDep) -> Principal:
@@ -90,4 +94,9 @@ async def get_principal(request: Request, state: StateDep) -> Principal:
     return state.principal_for(token)
 
 
-CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+async def principal_dependency(request: Request, state: StateDep,
+                               _key: str | None = Depends(API_KEY_HEADER)) -> Principal:
+    return await get_principal(request, state)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(principal_dependency)]

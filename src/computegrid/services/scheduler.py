@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from sqlalchemy import select, text
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.engine import Connection
 
 from computegrid.core.catalog import Catalog
@@ -122,11 +122,14 @@ class Scheduler:
             if self._reasons.get(job_id) != reason:
                 reasons[job_id] = reason
         if reasons:
+            # One executemany, not one ORM load per job: many jobs can be waiting.
             with self.db.transaction() as session:
-                for job_id, reason in reasons.items():
-                    job_row = session.get(Job, job_id)
-                    if job_row is not None and job_row.state == JobState.PENDING.value:
-                        job_row.state_reason = reason
+                jobs = Job.__table__
+                session.connection().execute(
+                    update(jobs)  # type: ignore[arg-type]
+                    .where(jobs.c.id == bindparam("job_id"), jobs.c.state == JobState.PENDING.value)
+                    .values(state_reason=bindparam("reason")),
+                    [{"job_id": job_id, "reason": reason} for job_id, reason in reasons.items()])
             self._reasons.update(reasons)
         return result
 
