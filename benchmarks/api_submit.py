@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import http.client
 import json
 import multiprocessing as mp
@@ -102,6 +103,9 @@ def client_worker(index: int, port: int, request: bytes, nconn: int, times: Sync
     times = [measure_from, measure_until] (monotonic, shared by all processes on Linux).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: die with the parent
     sel = selectors.DefaultSelector()
     conns: list[Conn] = []
     lat = array("d")
@@ -266,8 +270,9 @@ def cpu_ticks(pid: int) -> int:
 
 
 def postgres_ticks() -> int:
-    """CPU ticks of all running PostgreSQL processes (read-only look at /proc)."""
-    total = 0
+    """CPU ticks of PostgreSQL (read-only look at /proc): running processes, plus the postmaster's reaped
+    children, so backends that exit during the run (e.g. the pool's overflow connections) still count."""
+    procs: dict[int, list[str]] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -276,8 +281,12 @@ def postgres_ticks() -> int:
         except OSError:
             continue
         if stat.split(" (", 1)[1].startswith("postgres"):
-            fields = stat.rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
+            procs[int(entry.name)] = stat.rsplit(")", 1)[1].split()
+    total = 0
+    for fields in procs.values():
+        total += int(fields[11]) + int(fields[12])
+        if int(fields[1]) not in procs:  # the postmaster: add its waited-for children's time
+            total += int(fields[13]) + int(fields[14])
     return total
 
 
@@ -295,6 +304,18 @@ def pg_url(base: str, dbname: str, options: str | None) -> str:
     return url
 
 
+def pg_sessions(base: str, dbname: str) -> int | None:
+    """Connections ever opened to the database (pg_stat_database.sessions, PostgreSQL 14+)."""
+    import psycopg
+
+    try:
+        with psycopg.connect(f"{base.rstrip('/')}/postgres", autocommit=True) as conn:
+            row = conn.execute("SELECT sessions FROM pg_stat_database WHERE datname = %s", (dbname,)).fetchone()
+            return int(row[0]) if row and row[0] is not None else None
+    except psycopg.Error:
+        return None
+
+
 def recreate_pg_database(base: str, dbname: str, *, drop_only: bool = False) -> None:
     import psycopg
 
@@ -304,12 +325,20 @@ def recreate_pg_database(base: str, dbname: str, *, drop_only: bool = False) -> 
             conn.execute(f'CREATE DATABASE "{dbname}"')
 
 
+def _die_with_parent() -> None:
+    """In the server child: get SIGINT (a clean stop) if this benchmark dies, even by SIGKILL (Linux)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGINT)  # PR_SET_PDEATHSIG
+
+
 class Server:
     """`computegrid up --no-agent` in its own session; always stopped by `stop()`."""
 
     def __init__(self, workdir: Path, port: int, database_url: str | None, extra_env: dict[str, str],
-                 variant: str | None = None):
+                 variant: str | None = None, workers: int = 0):
         self.variant = variant
+        self.workers = workers  # 0: the embedded `up`; N: `serve --workers N` plus a `scheduler` process
+        self.scheduler: subprocess.Popen[bytes] | None = None
         self.workdir = workdir
         self.port = port
         self.database_url = database_url
@@ -317,12 +346,17 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / "server.log"
 
-    def command(self) -> list[str]:
+    def base(self) -> list[str]:
         exe = Path(sys.executable).parent / "computegrid"
         if self.variant:
-            base = [sys.executable, str(Path(__file__).with_name("server_variants.py")), "--variants", self.variant]
-        else:
-            base = [str(exe)] if exe.exists() else [sys.executable, "-m", "computegrid"]
+            return [sys.executable, str(Path(__file__).with_name("server_variants.py")), "--variants", self.variant]
+        return [str(exe)] if exe.exists() else [sys.executable, "-m", "computegrid"]
+
+    def command(self) -> list[str]:
+        base = self.base()
+        if self.workers:
+            return base + ["serve", "--workers", str(self.workers), "--port", str(self.port),
+                           "--state-dir", str(self.workdir / "state")]
         return base + ["up", "--no-agent", "--port", str(self.port), "--state-dir", str(self.workdir / "state")]
 
     def start(self) -> str:
@@ -337,7 +371,8 @@ class Server:
         env.update(self.extra_env)
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(self.command(), cwd=self.workdir, env=env, stdout=log,
-                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                         preexec_fn=_die_with_parent)
         deadline = time.monotonic() + START_TIMEOUT_S
         last = "no answer"
         while True:
@@ -355,6 +390,12 @@ class Server:
                 raise RuntimeError(f"/healthz did not answer 200 within {START_TIMEOUT_S:.0f} s (last: {last}):\n"
                                    + self.log_tail())
             time.sleep(0.1)
+        if self.workers:
+            with open(self.workdir / "scheduler.log", "wb") as log:
+                self.scheduler = subprocess.Popen(
+                    self.base() + ["scheduler", "--state-dir", str(self.workdir / "state")], cwd=self.workdir,
+                    env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                    preexec_fn=_die_with_parent)
         creds = json.loads((self.workdir / "xdg" / "computegrid" / "credentials.json").read_text())
         return str(creds["api_key"])
 
@@ -366,6 +407,13 @@ class Server:
 
     def stop(self) -> str:
         """SIGINT, wait, then SIGKILL. Returns how it ended."""
+        if self.scheduler is not None and self.scheduler.poll() is None:
+            self.scheduler.send_signal(signal.SIGINT)
+            try:
+                self.scheduler.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.scheduler.kill()
+                self.scheduler.wait(timeout=10)
         proc = self.proc
         if proc is None or proc.poll() is not None:
             return "not running" if proc is None else f"had exited ({proc.returncode})"
@@ -420,13 +468,12 @@ def run_one(db: str, args: argparse.Namespace) -> dict[str, Any]:
     port = args.port or free_port()
     if not port_free(port):
         raise RuntimeError(f"port {port} on 127.0.0.1 is taken; pass another --port")
-    workdir = Path(tempfile.mkdtemp(prefix=f"cg-bench-{db}-"))
-    database_url = None
+    extra_env = dict(kv.split("=", 1) for kv in args.server_env)
+    database_url = pg_url(args.pg_url, args.pg_db, args.pg_options) if db == "postgres" else None
     if db == "postgres":
         recreate_pg_database(args.pg_url, args.pg_db)
-        database_url = pg_url(args.pg_url, args.pg_db, args.pg_options)
-    extra_env = dict(kv.split("=", 1) for kv in args.server_env)
-    server = Server(workdir, port, database_url, extra_env, args.variant)
+    workdir = Path(tempfile.mkdtemp(prefix=f"cg-bench-{db}-"))
+    server = Server(workdir, port, database_url, extra_env, args.variant, args.workers)
     ctx = mp.get_context("fork")
     procs: list[Any] = []
     parent_ends: list[Connection] = []
@@ -468,12 +515,14 @@ def run_one(db: str, args: argparse.Namespace) -> dict[str, Any]:
         last_ok, last_t, sampled_start = 0, start, False
         srv0 = pg0 = 0
         sys0 = (0, 0)
+        sessions0: int | None = None
         while time.monotonic() < times[1]:
             time.sleep(min(1.0, max(0.01, times[1] - time.monotonic())))
             now = time.monotonic()
             if not sampled_start and now >= times[0] - 0.05:
                 srv0 = cpu_ticks(server.proc.pid)
                 pg0 = postgres_ticks() if db == "postgres" else 0
+                sessions0 = pg_sessions(args.pg_url, args.pg_db) if db == "postgres" else None
                 sys0 = system_busy()
                 sampled_start = True
                 if args.py_spy:
@@ -490,6 +539,7 @@ def run_one(db: str, args: argparse.Namespace) -> dict[str, Any]:
         srv1 = cpu_ticks(server.proc.pid)
         pg1 = postgres_ticks() if db == "postgres" else 0
         sys1 = system_busy()
+        sessions1 = pg_sessions(args.pg_url, args.pg_db) if db == "postgres" else None
 
         reports: list[dict[str, Any]] = []
         for end in parent_ends:
@@ -539,6 +589,8 @@ def run_one(db: str, args: argparse.Namespace) -> dict[str, Any]:
         if db == "postgres":
             result["postgres_cpu_ms_per_submission"] = ((pg1 - pg0) / hz * 1000 / n) if n else float("nan")
             result["postgres_cpu_cores"] = (pg1 - pg0) / hz / args.duration
+            if sessions0 is not None and sessions1 is not None:
+                result["postgres_connections_opened"] = sessions1 - sessions0
         # CPU used by anything else on the machine (other jobs make the figures noisy)
         ncpu = os.cpu_count() or 1
         result["other_cpu_cores"] = max(0.0, busy / total * ncpu - result["server_cpu_cores"]
@@ -585,11 +637,14 @@ ROWS = [("submissions/s", "submissions_per_s", "{:.1f}"), ("p50 latency ms", "p5
         ("server CPU ms / submission", "server_cpu_ms_per_submission", "{:.2f}"),
         ("server CPU cores", "server_cpu_cores", "{:.2f}"),
         ("postgres CPU ms / submission", "postgres_cpu_ms_per_submission", "{:.2f}"),
-        ("postgres CPU cores", "postgres_cpu_cores", "{:.2f}"), ("client CPU cores", "client_cpu_cores", "{:.2f}"),
+        ("postgres CPU cores", "postgres_cpu_cores", "{:.2f}"),
+        ("postgres connections opened", "postgres_connections_opened", "{}"),
+        ("client CPU cores", "client_cpu_cores", "{:.2f}"),
         ("other processes' CPU cores", "other_cpu_cores", "{:.2f}"), ("machine busy %", "machine_busy_pct", "{:.0f}"),
         ("jobs stored == 2xx answers", "stored_matches_2xx", "{}")]
 JSON_METRICS = ["submissions_per_s", "p50_latency_ms", "p90_latency_ms", "p99_latency_ms", "errors",
-                "server_cpu_ms_per_submission", "postgres_cpu_ms_per_submission", "stored_matches_2xx"]
+                "server_cpu_ms_per_submission", "postgres_cpu_ms_per_submission", "postgres_connections_opened",
+                "stored_matches_2xx"]
 
 
 def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
@@ -621,7 +676,8 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
                 value = r[key]
                 value = round(value, 3) if isinstance(value, float) else value
                 line = {"bench": BENCH, "db": r["db"], "metric": key, "value": value,
-                        "concurrency": args.concurrency, "duration_s": args.duration}
+                        "concurrency": args.concurrency, "duration_s": args.duration,
+                        "layout": f"serve --workers {args.workers} + scheduler" if args.workers else "up"}
                 if args.variant or args.pg_options:
                     pg = f"pg:{args.pg_options}" if args.pg_options else None
                     line["variant"] = ",".join(filter(None, [args.variant, pg]))
@@ -643,6 +699,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="libpq options for the server's connections, e.g. '-c synchronous_commit=off'")
     ap.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
                     help="extra environment for the server process (repeatable)")
+    ap.add_argument("--workers", type=int, default=0, metavar="N",
+                    help="0 (default): the embedded `computegrid up`; N: the full-size layout, `computegrid serve "
+                         "--workers N` plus a separate `computegrid scheduler` process")
     ap.add_argument("--variant", default=None, metavar="A,B",
                     help="run the server through benchmarks/server_variants.py with these experimental changes "
                          "(e.g. no-wake,core-insert,workers=2); see that file")
@@ -651,6 +710,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep-db", action="store_true", help="do not drop the PostgreSQL database afterwards")
     ap.add_argument("--keep-state", action="store_true", help="keep the temporary state directory")
     args = ap.parse_args(argv)
+
+    def on_term(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt  # run the finally blocks: stop clients and server
+
+    signal.signal(signal.SIGTERM, on_term)
     if args.concurrency < 1 or args.duration <= 0 or args.warmup < 0:
         ap.error("--concurrency must be >= 1, --duration > 0 and --warmup >= 0")
 

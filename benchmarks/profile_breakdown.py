@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from pathlib import Path
 
 # (substring of a frame "function (file:line)", bucket); checked per frame from the innermost outwards
 RULES: list[tuple[str, str]] = [
@@ -34,6 +35,7 @@ RULES: list[tuple[str, str]] = [
     ("Session.close", "DB: session close"),
     ("Session.__exit__", "DB: session close"),
     ("lean_submit", "DB: Core/raw insert (variant)"),
+    ("submit_async", "async submit route + psycopg async insert (variant)"),
     ("_submit (", "submit route, other"),
     ("serialize_response", "FastAPI response serialization"),
     ("jsonable_encoder", "FastAPI response serialization"),
@@ -69,16 +71,16 @@ def bucket(frames: list[str]) -> str:
 def main(path: str) -> None:
     counts: Counter[str] = Counter()
     total = 0
-    for line in open(path):
-        stack, _, n = line.rstrip("\n").rpartition(" ")
+    for line in Path(path).read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
         if not stack:
             continue
         frames = stack.split(";")[1:]
         counts[bucket(frames)] += int(n)
         total += int(n)
     print(f"{total} samples from {path}")
-    for name, n in counts.most_common():
-        print(f"  {100 * n / total:5.1f}%  {name}")
+    for name, samples in counts.most_common():
+        print(f"  {100 * samples / total:5.1f}%  {name}")
 
 
 if __name__ == "__main__":

@@ -77,6 +77,7 @@ class Scheduler:
     _reasons: dict[int, str] = field(default_factory=dict)
     wake: SchedulerWake = field(default_factory=SchedulerWake)
     full_pass_every_s: float = 2.0
+    new_jobs_poll_s: float | None = None  # without an in-process wake, look for new jobs this often
     _seen_max_id: int = 0
     _leader: Connection | None = None
     _is_leader: bool = False
@@ -223,8 +224,10 @@ class Scheduler:
                 log.exception("scheduler tick failed")
                 last_full = float("-inf")
             stop.wait(max(0.0, interval_s - (time.monotonic() - started)))
-            until_full = max(0.0, self.full_pass_every_s - (time.monotonic() - last_full))
-            capacity_changed = self.wake.wait(min(until_full, self.full_pass_every_s))
+            wait_s = max(0.0, self.full_pass_every_s - (time.monotonic() - last_full))
+            if self.new_jobs_poll_s is not None:
+                wait_s = min(wait_s, self.new_jobs_poll_s)
+            capacity_changed = self.wake.wait(wait_s)
         self.release_leadership()
 
     def release_leadership(self) -> None:
