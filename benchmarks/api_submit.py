@@ -335,8 +335,7 @@ class Server:
     """`computegrid up --no-agent` in its own session; always stopped by `stop()`."""
 
     def __init__(self, workdir: Path, port: int, database_url: str | None, extra_env: dict[str, str],
-                 variant: str | None = None, workers: int = 0):
-        self.variant = variant
+                 workers: int = 0):
         self.workers = workers  # 0: the embedded `up`; N: `serve --workers N` plus a `scheduler` process
         self.scheduler: subprocess.Popen[bytes] | None = None
         self.workdir = workdir
@@ -348,8 +347,6 @@ class Server:
 
     def base(self) -> list[str]:
         exe = Path(sys.executable).parent / "computegrid"
-        if self.variant:
-            return [sys.executable, str(Path(__file__).with_name("server_variants.py")), "--variants", self.variant]
         return [str(exe)] if exe.exists() else [sys.executable, "-m", "computegrid"]
 
     def command(self) -> list[str]:
@@ -473,7 +470,7 @@ def run_one(db: str, args: argparse.Namespace) -> dict[str, Any]:
     if db == "postgres":
         recreate_pg_database(args.pg_url, args.pg_db)
     workdir = Path(tempfile.mkdtemp(prefix=f"cg-bench-{db}-"))
-    server = Server(workdir, port, database_url, extra_env, args.variant, args.workers)
+    server = Server(workdir, port, database_url, extra_env, args.workers)
     ctx = mp.get_context("fork")
     procs: list[Any] = []
     parent_ends: list[Connection] = []
@@ -654,8 +651,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
     print()
     print(f"api_submit: {args.concurrency} in flight, {args.duration:.0f} s measured after {args.warmup:.0f} s warm-up"
           + (f", postgres options {args.pg_options!r}" if args.pg_options else "")
-          + (f", server env {' '.join(args.server_env)}" if args.server_env else "")
-          + (f", server variant {args.variant}" if args.variant else ""))
+          + (f", server env {' '.join(args.server_env)}" if args.server_env else ""))
     print("-" * width + "".join(f"{r['db']:>14}" for r in results))
     for label, key, fmt in ROWS:
         if not any(key in r for r in results):
@@ -678,9 +674,8 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
                 line = {"bench": BENCH, "db": r["db"], "metric": key, "value": value,
                         "concurrency": args.concurrency, "duration_s": args.duration,
                         "layout": f"serve --workers {args.workers} + scheduler" if args.workers else "up"}
-                if args.variant or args.pg_options:
-                    pg = f"pg:{args.pg_options}" if args.pg_options else None
-                    line["variant"] = ",".join(filter(None, [args.variant, pg]))
+                if args.pg_options:
+                    line["pg_options"] = args.pg_options
                 print(json.dumps(line))
 
 
@@ -702,9 +697,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=0, metavar="N",
                     help="0 (default): the embedded `computegrid up`; N: the full-size layout, `computegrid serve "
                          "--workers N` plus a separate `computegrid scheduler` process")
-    ap.add_argument("--variant", default=None, metavar="A,B",
-                    help="run the server through benchmarks/server_variants.py with these experimental changes "
-                         "(e.g. no-wake,core-insert,workers=2); see that file")
     ap.add_argument("--py-spy", default=None, metavar="FILE",
                     help="record the server with py-spy during the measured window (.svg, .json speedscope, .txt)")
     ap.add_argument("--keep-db", action="store_true", help="do not drop the PostgreSQL database afterwards")
