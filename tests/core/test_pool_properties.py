@@ -138,3 +138,67 @@ def test_what_fits_now_could_fit_in_an_empty_pool(pool: PoolSnapshot, req: Place
     now = feasible_nodes(pool, req, RTT).node_mask
     ever = feasible_nodes(pool, req, RTT, empty=True).node_mask
     assert not (now & ~ever).any()
+
+
+def aggregates(pool: PoolSnapshot) -> tuple[list[int], ...]:
+    return (pool.dev_free.tolist(), pool.cpu_free.tolist(), pool.mem_free.tolist(), pool.free_whole.tolist(),
+            pool.free_milli.tolist(), pool.max_free.tolist(), pool.shape_count.tolist())
+
+
+def check_aggregates(pool: PoolSnapshot) -> None:
+    """The incremental per-node aggregates equal a recomputation from the devices."""
+    for row in range(pool.node_count):
+        start, stop = pool.node_devices(row)
+        free = pool.dev_free[start:stop]
+        assert pool.free_whole[row] == int((free == MILLI_PER_DEVICE).sum())
+        assert pool.free_milli[row] == int(free.sum())
+        assert pool.max_free[row] == (int(free.max()) if len(free) else 0)
+
+
+POLICIES = ["first-fit", "random", "best-fit", "dot-product", "gpu-packing", "gpu-clustering", "fgd", "default"]
+
+
+@FAST
+@given(pool=pools(), ops=OPS, name=st.sampled_from(POLICIES))
+def test_every_policy_never_over_allocates_and_release_restores(pool: PoolSnapshot, ops: list[tuple[str, Any]],
+                                                                name: str):
+    policy = get_policy(name)
+    empty = aggregates(pool)
+    live: list[tuple[NodeAllocation, ...]] = []
+    snapshots: list[tuple[list[int], ...]] = []
+    for kind, arg in ops:
+        if kind == "place":
+            before = aggregates(pool)
+            result = policy.place(pool, arg, RTT)
+            assert aggregates(pool) == before
+            if isinstance(result, Placement):
+                check_placement(pool, arg, result)  # a gang is whole: `nodes` distinct members
+                pool.allocate(result.allocations)
+                live.append(result.allocations)
+                snapshots.append(before)
+            else:
+                assert int(feasible_nodes(pool, arg, RTT).node_mask.sum()) < arg.nodes  # nothing placed
+        elif live:
+            # releasing the newest placement restores the snapshot taken just before it, exactly
+            pool.release(live.pop())
+            assert aggregates(pool) == snapshots.pop()
+        check_invariants(pool, live)
+        check_aggregates(pool)
+    while live:
+        pool.release(live.pop())
+    assert aggregates(pool) == empty
+
+
+@FAST
+@given(pool=pools(), req=requests(), before=st.lists(requests(), max_size=6))
+def test_fast_filters_agree_with_feasible_nodes(pool: PoolSnapshot, req: PlacementRequest,
+                                                before: list[PlacementRequest]):
+    from computegrid.core.placement.base import failure, feasible_mask
+
+    for earlier in before:  # some capacity in use first
+        placed = get_policy("first-fit").place(pool, earlier, RTT)
+        if isinstance(placed, Placement):
+            pool.allocate(placed.allocations)
+    slow = feasible_nodes(pool, req, RTT)
+    assert feasible_mask(pool, req, RTT).tolist() == slow.node_mask.tolist()
+    assert failure(pool, req, RTT, 0).exclusions == tuple(slow.exclusions)

@@ -13,6 +13,7 @@ import typer
 import yaml
 from rich.console import Console
 
+from computegrid.cli.bench import bench_app
 from computegrid.cli.render import jobs_table, nodes_table, sites_table, state_text
 from computegrid.client import ApiError, Client
 
@@ -22,6 +23,7 @@ jobs_app = typer.Typer(help="List and inspect jobs.", invoke_without_command=Tru
 sites_app = typer.Typer(help="List or create sites.", invoke_without_command=True)
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(sites_app, name="sites")
+app.add_typer(bench_app, name="bench")
 out = Console()
 err = Console(stderr=True)
 FINAL = {"succeeded", "failed", "cancelled"}
@@ -74,6 +76,34 @@ def up(
                out)
     except (RuntimeError, KeyError, ValueError) as exc:
         raise fail(str(exc)) from exc
+
+
+@app.command()
+def serve(
+    port: Annotated[int, typer.Option(help="Port for the API.")] = 8000,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    workers: Annotated[int, typer.Option(min=1, max=64, help="API worker processes.")] = 2,
+    state_dir: Annotated[Path, typer.Option(help="State directory (SQLite, keys).")] = Path(".computegrid"),
+) -> None:
+    """Run only the API, in several processes (full-size layout; pair with `computegrid scheduler`)."""
+    from computegrid.cli.serve import run_serve
+
+    run_serve(host=host, port=port, workers=workers, state_dir=state_dir, console=out)
+
+
+@app.command()
+def scheduler(
+    policy: Annotated[str, typer.Option(help="Placement policy.")] = "first-fit",
+    heartbeat_timeout: Annotated[float, typer.Option(help="Seconds of silence before a node's jobs are lost.")] = 30,
+    state_dir: Annotated[Path, typer.Option(help="State directory (SQLite).")] = Path(".computegrid"),
+) -> None:
+    """Run only the scheduler (full-size layout). On PostgreSQL a second one waits for the leader's lock."""
+    from computegrid.cli.serve import run_scheduler
+
+    try:
+        run_scheduler(policy=policy, heartbeat_timeout_s=heartbeat_timeout, state_dir=state_dir, console=out)
+    except KeyError as exc:
+        raise fail(str(exc), 2) from exc
 
 
 @app.command()

@@ -3,12 +3,25 @@
 Filtering and scoring are vector operations over these arrays; allocating or
 releasing a placement touches only the rows it names, so updates are cheap.
 Capacity is integer milli-devices, milli-CPUs and MiB.
+
+Besides the per-device free capacity the snapshot keeps, per node and updated
+incrementally on every allocate/release:
+- `free_whole`: devices that are entirely free (count),
+- `free_milli`: free milli-devices summed over the node's devices,
+- `max_free`: the largest free share on one device (milli-devices),
+- `version`: a counter that changes whenever the node's free capacity changes,
+  so policies can cache per-node scores and recompute only the nodes that moved,
+- `shape_count`: running allocations by shape (see `shape_of`), for policies
+  that group alike jobs.
+Device models are integer codes (`dev_model_code`, `model_code`) so filters
+compare integers, not strings.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -17,6 +30,20 @@ from computegrid.core.units import MILLI_PER_DEVICE
 
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
+FloatArray = npt.NDArray[np.float64]
+
+#: Allocation shapes counted per node: 0 = no device, 1 = a share of one device,
+#: 1 + k = k whole devices (k = 1..8), 10 = more than 8 whole devices.
+SHAPES = 11
+
+
+def shape_of(device_count: int, milli_per_device: int) -> int:
+    """The shape index of an allocation part (see `SHAPES`); milli_per_device in milli-devices."""
+    if device_count == 0 or milli_per_device == 0:
+        return 0
+    if milli_per_device < MILLI_PER_DEVICE:
+        return 1
+    return 1 + device_count if device_count <= 8 else SHAPES - 1
 
 
 @dataclass(frozen=True)
@@ -53,14 +80,15 @@ class PoolSnapshot:
     """Nodes and devices of the pool with their free capacity."""
 
     def __init__(self, nodes: Sequence[NodeInfo], devices: Sequence[DeviceInfo]):
-        self.node_ids: IntArray = np.array([n.node_id for n in nodes], dtype=np.int64)
-        self.node_row = {n.node_id: i for i, n in enumerate(nodes)}
-        self.site = np.array([n.site for n in nodes], dtype=object)
-        self.region = np.array([n.region for n in nodes], dtype=object)
-        self.tier = np.array([n.tier for n in nodes], dtype=object)
-        self.up: BoolArray = np.array([n.up for n in nodes], dtype=np.bool_)
-        self.cpu_total: IntArray = np.array([n.cpu_milli for n in nodes], dtype=np.int64)
-        self.mem_total: IntArray = np.array([n.memory_mb for n in nodes], dtype=np.int64)
+        n = len(nodes)
+        self.node_ids: IntArray = np.array([nd.node_id for nd in nodes], dtype=np.int64)
+        self.node_row = {nd.node_id: i for i, nd in enumerate(nodes)}
+        self.site = np.array([nd.site for nd in nodes], dtype=object)
+        self.region = np.array([nd.region for nd in nodes], dtype=object)
+        self.tier = np.array([nd.tier for nd in nodes], dtype=object)
+        self.up: BoolArray = np.array([nd.up for nd in nodes], dtype=np.bool_)
+        self.cpu_total: IntArray = np.array([nd.cpu_milli for nd in nodes], dtype=np.int64)
+        self.mem_total: IntArray = np.array([nd.memory_mb for nd in nodes], dtype=np.int64)
         self.cpu_free = self.cpu_total.copy()
         self.mem_free = self.mem_total.copy()
         known = [d for d in devices if d.node_id in self.node_row]
@@ -68,10 +96,28 @@ class PoolSnapshot:
         self.dev_node: IntArray = np.array([self.node_row[d.node_id] for d in known], dtype=np.int64)
         self.dev_index: IntArray = np.array([d.index for d in known], dtype=np.int64)
         self.dev_model = np.array([d.model for d in known], dtype=object)
+        self.model_code: dict[str, int] = {m: i for i, m in enumerate(sorted({d.model for d in known}))}
+        self.dev_model_code: IntArray = np.array([self.model_code[d.model] for d in known], dtype=np.int64)
         self.dev_mem_gb = np.array([d.memory_gb for d in known], dtype=np.float64)
         self.dev_free: IntArray = np.full(len(known), MILLI_PER_DEVICE, dtype=np.int64)
         self.dev_row = {(int(self.node_ids[r]), int(i)): k
                         for k, (r, i) in enumerate(zip(self.dev_node, self.dev_index, strict=True))}
+        # Devices of a node are contiguous rows dev_start[r] .. dev_start[r] + dev_count[r].
+        self.dev_count: IntArray = np.bincount(self.dev_node, minlength=n).astype(np.int64)
+        self.dev_start: IntArray = np.concatenate(([0], np.cumsum(self.dev_count)[:-1])).astype(np.int64) \
+            if n else np.zeros(0, dtype=np.int64)
+        width = int(self.dev_count.max()) if n and len(known) else 0
+        slot = np.arange(width, dtype=np.int64)
+        #: device rows per node, padded with -1: shape (nodes, max devices per node)
+        self.node_dev_rows: IntArray = np.where(slot[None, :] < self.dev_count[:, None],
+                                                self.dev_start[:, None] + slot[None, :], -1).astype(np.int64)
+        self.free_whole: IntArray = self.dev_count.copy()
+        self.free_milli: IntArray = self.dev_count * MILLI_PER_DEVICE
+        self.max_free: IntArray = np.where(self.dev_count > 0, MILLI_PER_DEVICE, 0).astype(np.int64)
+        self.version: IntArray = np.zeros(n, dtype=np.int64)
+        self.shape_count: IntArray = np.zeros((n, SHAPES), dtype=np.int64)
+        #: caches of things that depend only on static columns (policies and filters key them)
+        self.static_cache: dict[Any, Any] = {}
 
     @property
     def node_count(self) -> int:
@@ -95,6 +141,8 @@ class PoolSnapshot:
                 raise ValueError(f"device indices repeat in {alloc}")
             if any((alloc.node_id, i) not in self.dev_row for i in alloc.device_indices):
                 raise ValueError(f"node {alloc.node_id} has no device among {alloc.device_indices}")
+            if min(alloc.cpu_milli, alloc.memory_mb, alloc.milli_per_device) < 0:
+                raise ValueError(f"negative amount in {alloc}")
             row = self.node_row[alloc.node_id]
             cpu[row] = cpu.get(row, 0) + alloc.cpu_milli
             mem[row] = mem.get(row, 0) + alloc.memory_mb
@@ -120,6 +168,19 @@ class PoolSnapshot:
         self.mem_free[row] = min(self.mem_total[row], self.mem_free[row] + sign * alloc.memory_mb)
         for r in self._device_rows(alloc):
             self.dev_free[r] = min(MILLI_PER_DEVICE, self.dev_free[r] + sign * alloc.milli_per_device)
+        shape = shape_of(len(alloc.device_indices), alloc.milli_per_device)
+        # sign is the change of free capacity, so an allocation (-1) adds one running allocation
+        self.shape_count[row, shape] = max(0, int(self.shape_count[row, shape]) - sign)
+        self._refresh_node(row)
+
+    def _refresh_node(self, row: int) -> None:
+        start = int(self.dev_start[row])
+        free = self.dev_free[start:start + int(self.dev_count[row])]
+        if len(free):
+            self.free_whole[row] = int(np.count_nonzero(free == MILLI_PER_DEVICE))
+            self.free_milli[row] = int(free.sum())
+            self.max_free[row] = int(free.max())
+        self.version[row] += 1
 
     def try_allocate(self, allocations: Sequence[NodeAllocation]) -> bool:
         """Allocate if every part is still there (for stale records of running jobs); else change nothing."""
@@ -128,3 +189,14 @@ class PoolSnapshot:
         except ValueError:
             return False
         return True
+
+    def device_free_matrix(self, rows: IntArray) -> IntArray:
+        """Free milli-devices of the given nodes' devices, shape (len(rows), max devices); absent slots are 0."""
+        idx = self.node_dev_rows[rows]
+        return np.where(idx >= 0, self.dev_free[np.maximum(idx, 0)], 0) if len(self.dev_free) \
+            else np.zeros((len(rows), idx.shape[1] if idx.ndim == 2 else 0), dtype=np.int64)
+
+    def node_devices(self, row: int) -> tuple[int, int]:
+        """The device rows of node `row` as a half-open range (start, stop)."""
+        start = int(self.dev_start[row])
+        return start, start + int(self.dev_count[row])

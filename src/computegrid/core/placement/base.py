@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -94,6 +94,80 @@ class Feasibility:
     exclusions: list[tuple[str, int]] = field(default_factory=list)
 
 
+def device_eligibility(pool: PoolSnapshot, req: PlacementRequest) -> tuple[BoolArray, IntArray, BoolArray]:
+    """Devices of the accelerator kind the request accepts (model and memory), cached on the pool.
+
+    Returns (per device: eligible, per node: eligible device count, per node: every device eligible).
+    """
+    key = ("eligible", req.models, req.min_device_memory_gb)
+    hit = pool.static_cache.get(key)
+    if hit is None:
+        ok = pool.dev_mem_gb >= req.min_device_memory_gb
+        if req.models:
+            codes = [pool.model_code[m] for m in req.models if m in pool.model_code]
+            ok &= np.isin(pool.dev_model_code, np.array(codes, dtype=np.int64))
+        counts = np.bincount(pool.dev_node[ok], minlength=pool.node_count).astype(np.int64)
+        hit = (ok, counts, (counts == pool.dev_count) & (pool.dev_count > 0))
+        pool.static_cache[key] = hit
+    return hit
+
+
+def _tier_mask(pool: PoolSnapshot, tier: str) -> BoolArray:
+    key = ("tier", tier)
+    hit = pool.static_cache.get(key)
+    if hit is None:
+        hit = pool.static_cache[key] = np.asarray(pool.tier == tier, dtype=np.bool_)
+    return hit
+
+
+def _latency_mask(pool: PoolSnapshot, table: RttTable, user_region: str, max_rtt_ms: int) -> BoolArray:
+    # Keyed by the table's identity (the table is kept in the entry so the identity stays unique).
+    key = ("latency", id(table), user_region, max_rtt_ms)
+    hit = pool.static_cache.get(key)
+    if hit is None or hit[0] is not table:
+        by_region = {reg: (r := rtt_between(table, user_region, str(reg))) is not None and r <= max_rtt_ms
+                     for reg in set(pool.region.tolist())}
+        hit = (table, np.array([by_region[reg] for reg in pool.region], dtype=np.bool_))
+        pool.static_cache[key] = hit
+    return hit[1]
+
+
+_EMPTY_RTT: dict[tuple[str, str], int] = {}
+
+
+def _devices_fit(pool: PoolSnapshot, req: PlacementRequest, candidates: BoolArray) -> BoolArray:
+    """Per node: enough devices of an accepted kind can take the share now (exact on `candidates`)."""
+    dev_ok, counts, all_ok = device_eligibility(pool, req)
+    need = req.devices_per_node
+    want = MILLI_PER_DEVICE if req.milli_per_node >= MILLI_PER_DEVICE else req.milli_per_device
+    if req.milli_per_node >= MILLI_PER_DEVICE:
+        fits = all_ok & (pool.free_whole >= need)
+    else:
+        fits = all_ok & (pool.max_free >= want)
+    partial = np.flatnonzero(candidates & ~all_ok & (counts >= need))
+    for row in partial.tolist():  # nodes with devices of several kinds: count device by device
+        start, stop = pool.node_devices(row)
+        free = pool.dev_free[start:stop][dev_ok[start:stop]]
+        fits[row] = int(np.count_nonzero(free >= want)) >= need
+    return fits
+
+
+def feasible_mask(pool: PoolSnapshot, req: PlacementRequest, rtt: RttTable | None = None) -> BoolArray:
+    """Nodes that could take one member of the gang now (the fast path of `feasible_nodes`, no counts).
+
+    Uses the pool's cached static masks and per-node aggregates, so its cost is a few vector
+    operations over the nodes whatever the number of devices.
+    """
+    mask = pool.up & (pool.cpu_free >= req.cpu_milli) & (pool.mem_free >= req.memory_mb)
+    if req.tier is not None:
+        mask &= _tier_mask(pool, req.tier)
+    if req.user_region is not None and req.max_rtt_ms is not None:
+        mask &= _latency_mask(pool, rtt if rtt is not None else _EMPTY_RTT, req.user_region, req.max_rtt_ms)
+    if req.milli_per_node:
+        mask &= _devices_fit(pool, req, mask)
+    return mask
+
+
 def feasible_nodes(pool: PoolSnapshot, req: PlacementRequest, rtt: RttTable | None = None,
                    *, empty: bool = False) -> Feasibility:
     """Nodes that could take one member of the gang, with counts of what each filter excluded.
@@ -114,27 +188,19 @@ def feasible_nodes(pool: PoolSnapshot, req: PlacementRequest, rtt: RttTable | No
     if not empty:
         apply("node down", pool.up)
     if req.tier is not None:
-        apply(f"tier (want {req.tier})", pool.tier == req.tier)
+        apply(f"tier (want {req.tier})", _tier_mask(pool, req.tier))
     if req.user_region is not None and req.max_rtt_ms is not None:
-        table = rtt or {}
-        ok = np.array([(r := rtt_between(table, req.user_region, str(reg))) is not None and r <= req.max_rtt_ms
-                       for reg in pool.region], dtype=np.bool_)
-        apply(f"latency (want <= {req.max_rtt_ms} ms from {req.user_region})", ok)
+        apply(f"latency (want <= {req.max_rtt_ms} ms from {req.user_region})",
+              _latency_mask(pool, rtt if rtt is not None else _EMPTY_RTT, req.user_region, req.max_rtt_ms))
     cpu = pool.cpu_total if empty else pool.cpu_free
     mem = pool.mem_total if empty else pool.mem_free
     fitting = np.zeros(n, dtype=np.int64)
     if req.milli_per_node:
-        kind_ok = pool.dev_mem_gb >= req.min_device_memory_gb
-        if req.models:
-            kind_ok &= np.isin(pool.dev_model, list(req.models))
+        kind_ok, kinds, _ = device_eligibility(pool, req)
         need = req.devices_per_node
-        kinds = np.bincount(pool.dev_node[kind_ok], minlength=n)
         apply(f"accelerator ({need} x {'|'.join(sorted(req.models)) or 'any'})", kinds >= need)
-        free = np.full(len(pool.dev_free), 1000, dtype=np.int64) if empty else pool.dev_free
-        if req.milli_per_node >= MILLI_PER_DEVICE:
-            now_ok = kind_ok & (free >= MILLI_PER_DEVICE)
-        else:
-            now_ok = kind_ok & (free >= req.milli_per_device)
+        want = MILLI_PER_DEVICE if req.milli_per_node >= MILLI_PER_DEVICE else req.milli_per_device
+        now_ok = kind_ok if empty else kind_ok & (pool.dev_free >= want)
         fitting = np.bincount(pool.dev_node[now_ok], minlength=n).astype(np.int64)
         apply("devices in use", fitting >= need)
     apply(f"cpu (want {req.cpu_milli / 1000:g})", cpu >= req.cpu_milli)
@@ -142,18 +208,57 @@ def feasible_nodes(pool: PoolSnapshot, req: PlacementRequest, rtt: RttTable | No
     return Feasibility(node_mask=mask, fitting_devices=fitting, exclusions=exclusions)
 
 
+def failure(pool: PoolSnapshot, req: PlacementRequest, rtt: RttTable | None, found: int) -> PlacementFailure:
+    """The PlacementFailure for a request that found `found` feasible nodes, with the filters' counts.
+
+    The same filters and order as `feasible_nodes`, from the fast masks (no per-device counts).
+    """
+    mask = np.ones(pool.node_count, dtype=np.bool_)
+    exclusions: list[tuple[str, int]] = []
+    steps: list[tuple[str, BoolArray]] = [("node down", pool.up)]
+    if req.tier is not None:
+        steps.append((f"tier (want {req.tier})", _tier_mask(pool, req.tier)))
+    if req.user_region is not None and req.max_rtt_ms is not None:
+        steps.append((f"latency (want <= {req.max_rtt_ms} ms from {req.user_region})",
+                      _latency_mask(pool, rtt if rtt is not None else _EMPTY_RTT, req.user_region, req.max_rtt_ms)))
+    for name, keep in steps:
+        new = mask & keep
+        exclusions.append((name, int(np.count_nonzero(mask)) - int(np.count_nonzero(new))))
+        mask = new
+    if req.milli_per_node:
+        need = req.devices_per_node
+        kinds = device_eligibility(pool, req)[1] >= need
+        new = mask & kinds
+        exclusions.append((f"accelerator ({need} x {'|'.join(sorted(req.models)) or 'any'})",
+                           int(np.count_nonzero(mask)) - int(np.count_nonzero(new))))
+        mask = new
+        new = mask & _devices_fit(pool, req, mask)
+        exclusions.append(("devices in use", int(np.count_nonzero(mask)) - int(np.count_nonzero(new))))
+        mask = new
+    for name, keep in ((f"cpu (want {req.cpu_milli / 1000:g})", pool.cpu_free >= req.cpu_milli),
+                       (f"memory (want {req.memory_mb} MiB)", pool.mem_free >= req.memory_mb)):
+        new = mask & keep
+        exclusions.append((name, int(np.count_nonzero(mask)) - int(np.count_nonzero(new))))
+        mask = new
+    detail = f"gang needs {req.nodes} nodes, {found} fit" if req.nodes > 1 else ""
+    return PlacementFailure(tuple(exclusions), detail)
+
+
+def eligible_devices(pool: PoolSnapshot, row: int, req: PlacementRequest) -> IntArray:
+    """Device rows on node `row` of the accepted kind that can take the per-device share now."""
+    start, stop = pool.node_devices(row)
+    dev_ok = device_eligibility(pool, req)[0]
+    want = MILLI_PER_DEVICE if req.milli_per_node >= MILLI_PER_DEVICE else req.milli_per_device
+    ok = dev_ok[start:stop] & (pool.dev_free[start:stop] >= want)
+    return np.flatnonzero(ok).astype(np.int64) + start
+
+
 def pick_devices(pool: PoolSnapshot, row: int, req: PlacementRequest,
                  order: Callable[[IntArray], IntArray] | None = None) -> tuple[int, ...]:
     """Device indices on node `row` for the request; lowest index first unless `order` ranks them."""
     if not req.milli_per_node:
         return ()
-    rows = np.nonzero(pool.dev_node == row)[0]
-    ok = pool.dev_mem_gb[rows] >= req.min_device_memory_gb
-    if req.models:
-        ok &= np.isin(pool.dev_model[rows], list(req.models))
-    ok &= pool.dev_free[rows] >= (MILLI_PER_DEVICE if req.milli_per_node >= MILLI_PER_DEVICE
-                                  else req.milli_per_device)
-    candidates = rows[ok]
+    candidates = eligible_devices(pool, row, req)
     if order is not None:
         candidates = order(candidates)
     return tuple(int(pool.dev_index[r]) for r in candidates[: req.devices_per_node])
@@ -161,6 +266,7 @@ def pick_devices(pool: PoolSnapshot, row: int, req: PlacementRequest,
 
 def allocation_for(pool: PoolSnapshot, row: int, req: PlacementRequest,
                    order: Callable[[IntArray], IntArray] | None = None) -> NodeAllocation:
+    """The NodeAllocation of one gang member on node `row` (devices chosen by `pick_devices`)."""
     return NodeAllocation(
         node_id=int(pool.node_ids[row]),
         device_indices=pick_devices(pool, row, req, order),
@@ -179,15 +285,24 @@ class PlacementPolicy(Protocol):
         ...
 
 
-_POLICIES: dict[str, Callable[[], PlacementPolicy]] = {}
+_POLICIES: dict[str, Callable[..., PlacementPolicy]] = {}
 
 
-def register_policy(name: str, factory: Callable[[], PlacementPolicy]) -> None:
+def register_policy(name: str, factory: Callable[..., PlacementPolicy]) -> None:
+    """Register a policy factory under `name` (aliases are further registrations of the same factory)."""
     _POLICIES[name] = factory
 
 
-def get_policy(name: str) -> PlacementPolicy:
-    """A new instance of the policy registered under `name`; raises KeyError listing the known ones."""
+def policy_names() -> list[str]:
+    """The registered policy names, sorted."""
+    return sorted(_POLICIES)
+
+
+def get_policy(name: str, **options: Any) -> PlacementPolicy:
+    """A new instance of the policy registered under `name`; raises KeyError listing the known ones.
+
+    `options` go to the policy's constructor (e.g. `rng=` for `random`, `typical=` for `fgd`).
+    """
     if name not in _POLICIES:
         raise KeyError(f"unknown placement policy {name!r}; known: {', '.join(sorted(_POLICIES))}")
-    return _POLICIES[name]()
+    return _POLICIES[name](**options)
