@@ -7,10 +7,12 @@ confirms the figure, and it stays unknown (None) rather than guessed.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 from dataclasses import dataclass
 from fractions import Fraction
-from importlib import resources
+
+from computegrid.core.data import packaged_text
 
 
 @dataclass(frozen=True)
@@ -107,13 +109,7 @@ def parse_catalog(text: str) -> Catalog:
     return Catalog(models=tuple(models))
 
 
-_DEFAULT: Catalog | None = None
-
-
+@functools.cache
 def default_catalog() -> Catalog:
     """The catalog shipped with the package (static data, read once)."""
-    global _DEFAULT
-    if _DEFAULT is None:
-        text = resources.files("computegrid.core.data").joinpath("accelerators.csv").read_text("utf-8")
-        _DEFAULT = parse_catalog(text)
-    return _DEFAULT
+    return parse_catalog(packaged_text("accelerators.csv"))

@@ -24,15 +24,16 @@ memory), which is a measurement, unlike an absent row (unmeasured -> None).
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
-from importlib import resources
 from types import MappingProxyType
 
 from computegrid.core.catalog import Catalog, UnknownAccelerator
+from computegrid.core.data import packaged_text
 
 GAVEL_WORKER_MODELS: Mapping[str, str] = MappingProxyType({"k80": "K80", "p100": "P100-16G", "v100": "V100-16G"})
 _UNCONSOLIDATED = "_unconsolidated"
@@ -185,13 +186,7 @@ def parse_throughputs(text: str) -> ThroughputTable:
     return ThroughputTable(rows=tuple(rows))
 
 
-_DEFAULT: ThroughputTable | None = None
-
-
+@functools.cache
 def default_throughputs() -> ThroughputTable:
     """The Gavel-seeded table shipped with the package (static data, read once)."""
-    global _DEFAULT
-    if _DEFAULT is None:
-        text = resources.files("computegrid.core.data").joinpath("gavel_throughputs.csv").read_text("utf-8")
-        _DEFAULT = parse_throughputs(text)
-    return _DEFAULT
+    return parse_throughputs(packaged_text("gavel_throughputs.csv"))
