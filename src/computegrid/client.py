@@ -153,7 +153,7 @@ class Client:
     def jobs(self, *, state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         params: dict[str, Any] = {"limit": limit}
         if state:
-            params["state_filter"] = state
+            params["state"] = state
         result: list[dict[str, Any]] = self._call("GET", "/v1/jobs", params=params)
         return result
 

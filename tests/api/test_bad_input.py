@@ -91,5 +91,5 @@ def test_bad_registration_is_rejected_and_nothing_stored(world: World) -> None:
 def test_unknown_job_and_bad_ids(world: World) -> None:
     assert world.call("alice", "GET", "/v1/jobs/999999").status_code == 404
     assert world.call("alice", "GET", "/v1/jobs/abc").status_code == 422
-    assert world.call("alice", "GET", "/v1/jobs?state_filter=bogus").status_code == 422
+    assert world.call("alice", "GET", "/v1/jobs?state=bogus").status_code == 422
     assert world.call("alice", "GET", "/v1/jobs/1/logs?offset=-5").status_code in (404, 422)

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import yaml
-from fastapi import APIRouter, Header, Request, Response, Security
+from fastapi import APIRouter, Header, Query, Request, Response, Security
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -74,8 +74,9 @@ def _show(state: AppState, principal: CurrentPrincipal, job_id: int) -> dict[str
 
 
 @router.get("")
-def list_jobs(principal: CurrentPrincipal, state: StateDep, state_filter: str | None = None,
-              limit: int = 100) -> list[dict[str, Any]]:
+def list_jobs(principal: CurrentPrincipal, state: StateDep,
+              state_filter: str | None = Query(default=None, alias="state", description="Only jobs in this state."),
+              limit: int = Query(default=100, ge=1, le=1000)) -> list[dict[str, Any]]:
     with state.db.reading() as session:
         return [job_view(session, state.catalog, j, detail=False)
                 for j in jobs.list_jobs(session=session, principal=principal, state=state_filter, limit=limit)]
