@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/fgd_paper.py [--seeds 42-51] [--traces default,gpushare40,multigpu50]
                                              [--policies random,dot-product,...,default]
 
-Runs the protocol of /work/shared/data/SOURCES.md (computegrid.sim.fgd_protocol) and prints the
+Runs the protocol of ../shared/data/SOURCES.md (computegrid.sim.fgd_protocol) and prints the
 allocation ratio at 100% arrived (median of the seeds) next to the paper's
 (fgd_paper_alloc_median.csv), then one JSON line per (trace, policy).
 """
@@ -20,7 +20,7 @@ from computegrid.cli.bench import parse_seeds
 from computegrid.sim.fgd_protocol import run_protocol
 from computegrid.sim.openb import read_nodes, read_pods
 
-DATA = Path("/work/shared/data/openb")
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "openb"  # ../shared beside the repo
 PAPER_NAMES = {"random": "01-Random", "dot-product": "02-DotProd", "gpu-clustering": "03-GpuClustering",
                "gpu-packing": "04-GpuPacking", "best-fit": "05-BestFit", "fgd": "06-FGD"}
 POLICIES = [*PAPER_NAMES, "default"]

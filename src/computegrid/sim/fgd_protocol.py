@@ -1,4 +1,4 @@
-"""The FGD paper's experiment (Weng et al., ATC '23), as /work/shared/data/SOURCES.md describes it.
+"""The FGD paper's experiment (Weng et al., ATC '23), as ../shared/data/SOURCES.md describes it.
 
 Per seed: one numpy Generator seeded with the seed drives the run. Nodes are put in a random
 order (ties between node scores go to the first), the pods are sorted by name then shuffled,
