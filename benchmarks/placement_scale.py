@@ -7,12 +7,14 @@ a model). Jobs (seeded): 30% a fraction of one device, then 1, 2, 4 or 8 whole d
 of 2-4 nodes; 30% accept only 2 of the 20 models. Jobs depart (oldest first) whenever more than
 80% of the devices are in use, so the pool stays busy but not full. Latency is the wall time of
 one `policy.place` call (one core; allocate/release are timed in placements/s but not in the
-latencies). Prints a table, then one JSON line per figure.
+latencies). Prints a table, then one JSON line per figure. `--digest` also prints a SHA-256 of every
+decision per policy (computed after the timed loop), to check that a speed change left decisions alone.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from collections import deque
@@ -64,6 +66,7 @@ def run(policy_name: str, args: argparse.Namespace) -> dict[str, float]:
     used = 0
     latencies = np.zeros(len(jobs))
     placed = 0
+    outcomes: list[object] = []
     started = time.perf_counter()
     for i, req in enumerate(jobs):
         while used > 0.8 * capacity and live:
@@ -73,6 +76,8 @@ def run(policy_name: str, args: argparse.Namespace) -> dict[str, float]:
         t0 = time.perf_counter()
         outcome = policy.place(pool, req)
         latencies[i] = time.perf_counter() - t0
+        if args.digest:
+            outcomes.append(outcome)
         if isinstance(outcome, Placement):
             pool.allocate(outcome.allocations)
             live.append(outcome.allocations)
@@ -81,6 +86,9 @@ def run(policy_name: str, args: argparse.Namespace) -> dict[str, float]:
         if args.progress and (i + 1) % 20_000 == 0:
             print(f"  {policy_name}: {i + 1:,} jobs, {time.perf_counter() - started:.1f} s", flush=True)
     elapsed = time.perf_counter() - started
+    if args.digest:
+        digest = hashlib.sha256("\n".join(repr(o) for o in outcomes).encode()).hexdigest()[:16]
+        print(f"  {policy_name}: decisions sha256 {digest}", flush=True)
     return {"placements_per_s": len(jobs) / elapsed, "p50_ms": float(np.percentile(latencies, 50) * 1e3),
             "p99_ms": float(np.percentile(latencies, 99) * 1e3), "placed": placed, "elapsed_s": elapsed}
 
@@ -95,6 +103,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--policies", default="best-fit,fgd,default")
     parser.add_argument("--progress", action="store_true")
+    parser.add_argument("--digest", action="store_true", help="print a hash of every decision per policy")
     args = parser.parse_args()
     figures = {}
     for name in args.policies.split(","):

@@ -202,3 +202,51 @@ def test_fast_filters_agree_with_feasible_nodes(pool: PoolSnapshot, req: Placeme
     slow = feasible_nodes(pool, req, RTT)
     assert feasible_mask(pool, req, RTT).tolist() == slow.node_mask.tolist()
     assert failure(pool, req, RTT, 0).exclusions == tuple(slow.exclusions)
+
+
+@st.composite
+def uniform_pools(draw: st.DrawFn) -> PoolSnapshot:
+    """Pools whose nodes each hold one kind of device (the case the incremental fast path serves)."""
+    count = draw(st.integers(1, 6))
+    nodes, devs = [], []
+    for nid in range(1, count + 1):
+        nodes.append(NodeInfo(node_id=nid, site=f"s{nid % 2}", region=draw(st.sampled_from(REGIONS)),
+                              tier=draw(st.sampled_from(["core", "hub", "edge"])), up=draw(st.integers(0, 4)) > 0,
+                              cpu_milli=500 * draw(st.integers(1, 16)), memory_mb=1024 * draw(st.integers(1, 8))))
+        model = draw(st.sampled_from(sorted(MODELS)))
+        for index in range(draw(st.integers(0, 4))):
+            devs.append(DeviceInfo(node_id=nid, index=index, model=model, memory_gb=MODELS[model]))
+    return PoolSnapshot(nodes, devs)
+
+
+@FAST
+@given(pool=uniform_pools(), shapes=st.lists(requests(), min_size=1, max_size=3),
+       picks=st.lists(st.tuples(st.sampled_from(["place", "place", "release"]), st.integers(0, 50)), max_size=30),
+       name=st.sampled_from(POLICIES), limit=st.sampled_from([2, 5, 100_000]))
+def test_incremental_fast_path_places_exactly_as_the_full_scan(pool: PoolSnapshot, shapes: list[PlacementRequest],
+                                                               picks: list[tuple[str, int]], name: str, limit: int):
+    """On uniform pools the change-log fast path gives the same decisions as feasible_mask + per-shape scores."""
+    import copy
+
+    from computegrid.core.placement.scored import uniform_nodes
+
+    assert uniform_nodes(pool)
+    slow_pool = copy.deepcopy(pool)
+    slow_pool.static_cache["uniform-nodes"] = False  # forces the full scan of every node
+    pool._changes_limit = limit  # a short log is trimmed often, so entries also fall back to a full rebuild
+    options: dict[str, Any] = {"rng": np.random.default_rng(0)} if name == "random" else {}
+    fast, slow = get_policy(name, **options), get_policy(name, **copy.deepcopy(options))
+    live: list[tuple[NodeAllocation, ...]] = []
+    for kind, arg in picks:  # a few shapes, placed again and again, so cached entries are brought up to date
+        if kind == "place":
+            req = shapes[arg % len(shapes)]
+            got, want = fast.place(pool, req, RTT), slow.place(slow_pool, req, RTT)
+            assert got == want
+            if isinstance(got, Placement):
+                pool.allocate(got.allocations)
+                slow_pool.allocate(got.allocations)
+                live.append(got.allocations)
+        elif live:
+            gone = live.pop(arg % len(live))
+            pool.release(gone)
+            slow_pool.release(gone)

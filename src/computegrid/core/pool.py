@@ -13,6 +13,9 @@ incrementally on every allocate/release:
   so policies can cache per-node scores and recompute only the nodes that moved,
 - `shape_count`: running allocations by shape (see `shape_of`), for policies
   that group alike jobs.
+The rows whose free capacity changed are also appended, in order, to a change log
+(`changes`, see `changes_since`), so a policy can bring a per-shape candidate set up to
+date by revisiting only the nodes that moved instead of every node.
 Device models are integer codes (`dev_model_code`, `model_code`) so filters
 compare integers, not strings.
 """
@@ -116,6 +119,10 @@ class PoolSnapshot:
         self.max_free: IntArray = np.where(self.dev_count > 0, MILLI_PER_DEVICE, 0).astype(np.int64)
         self.version: IntArray = np.zeros(n, dtype=np.int64)
         self.shape_count: IntArray = np.zeros((n, SHAPES), dtype=np.int64)
+        #: node rows whose free capacity changed, oldest first; entry i is change number changes_base + i
+        self.changes: list[int] = []
+        self.changes_base = 0
+        self._changes_limit = max(4 * n, 65_536)
         #: caches of things that depend only on static columns (policies and filters key them)
         self.static_cache: dict[Any, Any] = {}
 
@@ -175,12 +182,28 @@ class PoolSnapshot:
 
     def _refresh_node(self, row: int) -> None:
         start = int(self.dev_start[row])
-        free = self.dev_free[start:start + int(self.dev_count[row])]
-        if len(free):
-            self.free_whole[row] = int(np.count_nonzero(free == MILLI_PER_DEVICE))
-            self.free_milli[row] = int(free.sum())
-            self.max_free[row] = int(free.max())
+        free = self.dev_free[start:start + int(self.dev_count[row])].tolist()
+        if free:
+            self.free_whole[row] = free.count(MILLI_PER_DEVICE)
+            self.free_milli[row] = sum(free)
+            self.max_free[row] = max(free)
         self.version[row] += 1
+        self.changes.append(row)
+        if len(self.changes) > self._changes_limit:
+            drop = len(self.changes) // 2
+            del self.changes[:drop]
+            self.changes_base += drop
+
+    @property
+    def change_count(self) -> int:
+        """How many node changes were ever logged (a position in the change log)."""
+        return self.changes_base + len(self.changes)
+
+    def changes_since(self, position: int) -> list[int] | None:
+        """Rows changed after log `position` (may repeat), or None when the log no longer reaches back there."""
+        if position < self.changes_base:
+            return None
+        return self.changes[position - self.changes_base:]
 
     def try_allocate(self, allocations: Sequence[NodeAllocation]) -> bool:
         """Allocate if every part is still there (for stale records of running jobs); else change nothing."""

@@ -17,6 +17,7 @@ from computegrid.core.placement.frag_lookahead import FragLookahead
 from computegrid.core.placement.fragmentation import TypicalPod, typical_pods
 from computegrid.core.placement.gpu_clustering import GpuClustering
 from computegrid.core.placement.gpu_packing import GpuPacking
+from computegrid.core.placement.preference import prefer_models
 from computegrid.core.placement.random_policy import RandomPlacement
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "TypicalPod",
     "get_policy",
     "policy_names",
+    "prefer_models",
     "register_policy",
     "typical_pods",
 ]

@@ -7,7 +7,7 @@ always says which constraint excluded how much capacity, whatever the policy.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -19,7 +19,17 @@ from computegrid.core.units import MILLI_PER_DEVICE
 
 @dataclass(frozen=True)
 class PlacementRequest:
-    """What a job needs, per node, for `nodes` nodes (a gang: all or nothing)."""
+    """What a job needs, per node, for `nodes` nodes (a gang: all or nothing).
+
+    Units: `milli_per_node` milli-devices (< 1000 a share of one device, else whole devices),
+    `cpu_milli` milli-CPUs, `memory_mb` MiB, `min_device_memory_gb` GB, `max_rtt_ms` milliseconds.
+
+    Heterogeneity (both optional; the defaults change nothing): `workload` names the job's workload
+    class in the throughput table (e.g. Gavel's "ResNet-50 (batch size 64)"), and `model_preference`
+    lists accepted models best first (see `preference.prefer_models`, which fills it from measured
+    throughput per fen). A score-based policy then places on the first model in that order that has
+    room (see `ScoredPolicy.place`).
+    """
 
     models: frozenset[str] = frozenset()
     milli_per_node: int = 0
@@ -30,6 +40,8 @@ class PlacementRequest:
     tier: str | None = None
     user_region: str | None = None
     max_rtt_ms: int | None = None
+    workload: str | None = None
+    model_preference: tuple[str, ...] = ()
 
     @classmethod
     def from_spec(cls, spec: JobSpec) -> PlacementRequest:
@@ -152,6 +164,31 @@ def _devices_fit(pool: PoolSnapshot, req: PlacementRequest, candidates: BoolArra
     return fits
 
 
+def static_mask(pool: PoolSnapshot, req: PlacementRequest, rtt: RttTable | None = None) -> BoolArray | None:
+    """The filters that do not move with allocations: tier, latency and (for a request with devices)
+    nodes whose devices are all of an accepted kind; None when they exclude no node that has devices.
+
+    On a pool of uniform nodes (one kind of device per node) a node is feasible exactly when it is up,
+    passes this mask, and its free CPU, memory and devices fit (see `scored.moving_fit`).
+    """
+    mask: BoolArray | None = None
+    if req.tier is not None:
+        mask = _tier_mask(pool, req.tier)
+    if req.user_region is not None and req.max_rtt_ms is not None:
+        near = _latency_mask(pool, rtt if rtt is not None else _EMPTY_RTT, req.user_region, req.max_rtt_ms)
+        mask = near if mask is None else mask & near
+    if req.milli_per_node:
+        key = ("kinds-mask", req.models, req.min_device_memory_gb)
+        kinds = pool.static_cache.get(key)
+        if kinds is None:
+            all_ok = device_eligibility(pool, req)[2]
+            # None when every node with devices qualifies (a device request never fits a node without any)
+            kinds = pool.static_cache[key] = (None if bool((all_ok == (pool.dev_count > 0)).all()) else all_ok,)
+        if kinds[0] is not None:
+            mask = kinds[0] if mask is None else mask & kinds[0]
+    return mask
+
+
 def feasible_mask(pool: PoolSnapshot, req: PlacementRequest, rtt: RttTable | None = None) -> BoolArray:
     """Nodes that could take one member of the gang now (the fast path of `feasible_nodes`, no counts).
 
@@ -247,10 +284,10 @@ def failure(pool: PoolSnapshot, req: PlacementRequest, rtt: RttTable | None, fou
 def eligible_devices(pool: PoolSnapshot, row: int, req: PlacementRequest) -> IntArray:
     """Device rows on node `row` of the accepted kind that can take the per-device share now."""
     start, stop = pool.node_devices(row)
-    dev_ok = device_eligibility(pool, req)[0]
+    ok = device_eligibility(pool, req)[0][start:stop].tolist()
     want = MILLI_PER_DEVICE if req.milli_per_node >= MILLI_PER_DEVICE else req.milli_per_device
-    ok = dev_ok[start:stop] & (pool.dev_free[start:stop] >= want)
-    return np.flatnonzero(ok).astype(np.int64) + start
+    free = pool.dev_free[start:stop].tolist()  # a node has few devices: plain Python beats numpy calls
+    return np.array([start + j for j, f in enumerate(free) if ok[j] and f >= want], dtype=np.int64)
 
 
 def pick_devices(pool: PoolSnapshot, row: int, req: PlacementRequest,
@@ -274,6 +311,25 @@ def allocation_for(pool: PoolSnapshot, row: int, req: PlacementRequest,
         cpu_milli=req.cpu_milli,
         memory_mb=req.memory_mb,
     )
+
+
+def place_preferring(place_one: Callable[[PoolSnapshot, PlacementRequest, RttTable | None],
+                                         Placement | PlacementFailure],
+                     pool: PoolSnapshot, req: PlacementRequest, rtt: RttTable | None) -> Placement | PlacementFailure:
+    """Place `req` honouring its `model_preference` with `place_one` (a policy's placement without one).
+
+    Each preferred model is tried alone, in order, and the first that fits wins. Only if none does is the
+    request tried on every accepted model together (which can only succeed where one node or one gang
+    mixes kinds); that result, or its failure (the same as without a preference), is returned.
+    """
+    plain = replace(req, model_preference=()) if req.model_preference else req
+    for model in req.model_preference:
+        if req.models and model not in req.models:
+            continue
+        outcome = place_one(pool, replace(plain, models=frozenset((model,))), rtt)
+        if isinstance(outcome, Placement):
+            return outcome
+    return place_one(pool, plain, rtt)
 
 
 class PlacementPolicy(Protocol):

@@ -14,17 +14,28 @@ from collections import Counter
 
 import numpy as np
 
-from computegrid.core.placement.base import Placement, PlacementFailure, PlacementRequest, RttTable, register_policy
+from computegrid.core.placement.base import (
+    Placement,
+    PlacementFailure,
+    PlacementRequest,
+    RttTable,
+    device_eligibility,
+    register_policy,
+)
 from computegrid.core.placement.fragmentation import (
+    SCALAR_BATCH,
     FragModel,
     TypicalPod,
     sigmoid_thresholds,
     typical_key,
     typical_pods_from,
 )
-from computegrid.core.placement.scored import ScoreCache, ScoredPolicy
+from computegrid.core.placement.scored import RankCache, ScoreCache, ScoredPolicy
 from computegrid.core.pool import IntArray, PoolSnapshot
 from computegrid.core.units import MILLI_PER_DEVICE
+
+#: up to this many nodes are scored one by one through the memo, more as one vectorised batch
+ROW_BATCH = 512
 
 
 class FragmentationAware(ScoredPolicy):
@@ -48,6 +59,10 @@ class FragmentationAware(ScoredPolicy):
         """Use `mix` from now on (drops the cached scores)."""
         self.model = FragModel(mix)
         self.cache = ScoreCache()
+        self.ranks = RankCache()
+        self._row_memo: dict[tuple[int, ...], list[int]] = {}
+        self._node_memo: dict[tuple[int, ...], int] = {}
+        self._row_memo_pool: PoolSnapshot | None = None
 
     def place(self, pool: PoolSnapshot, req: PlacementRequest,
               rtt: RttTable | None = None) -> Placement | PlacementFailure:
@@ -62,21 +77,86 @@ class FragmentationAware(ScoredPolicy):
         return super().place(pool, req, rtt)
 
     def choice_scores(self, pool: PoolSnapshot, req: PlacementRequest, rows: IntArray) -> IntArray:
-        """Score per node of `rows` and device slot (-1 where the slot is not a choice); higher is better."""
+        """Score per node of `rows` and device slot (-1 where the slot is not a choice); higher is better.
+
+        A few nodes are scored one by one in pure Python (`row_choice_scores`), more as one batch
+        (`batch_choice_scores`); both give the same integers.
+        """
+        if len(rows) <= SCALAR_BATCH:
+            width = pool.node_dev_rows.shape[1]
+            return np.array([self.row_choice_scores(pool, req, row) for row in rows.tolist()],
+                            dtype=np.int64).reshape(len(rows), width)
+        return self.batch_choice_scores(pool, req, rows)
+
+    def batch_choice_scores(self, pool: PoolSnapshot, req: PlacementRequest, rows: IntArray) -> IntArray:
+        """`choice_scores` of many nodes, vectorised."""
+        raise NotImplementedError
+
+    def row_choice_scores(self, pool: PoolSnapshot, req: PlacementRequest, row: int) -> list[int]:
+        """`choice_scores` of one node, in pure Python (one entry per device slot).
+
+        Memoised by what the scores depend on when every device of the node is of an accepted kind: the
+        request's milli per node, the node's access class, its CPU level (against the mix's CPU sizes)
+        before and after the member, and its devices' free shares in slot order.
+        """
+        if req.milli_per_node and not device_eligibility(pool, req)[2][row]:
+            return self.row_choice_scores_uncached(pool, req, row)
+        if self._row_memo_pool is not pool or len(self._row_memo) > 1_000_000:
+            self._bind_memos(pool)
+        model = self.model
+        start, stop = pool.node_devices(row)
+        cpu = int(pool.cpu_free[row])
+        key = (req.milli_per_node, int(model._access[0][row]), bisect_right(model._levels, cpu),
+               bisect_right(model._levels, cpu - req.cpu_milli), *pool.dev_free[start:stop].tolist())
+        hit = self._row_memo.get(key)
+        if hit is None:
+            hit = self._row_memo[key] = self.row_choice_scores_uncached(pool, req, row)
+        return hit
+
+    def row_choice_scores_uncached(self, pool: PoolSnapshot, req: PlacementRequest, row: int) -> list[int]:
+        """`row_choice_scores` computed afresh."""
         raise NotImplementedError
 
     def node_scores(self, pool: PoolSnapshot, req: PlacementRequest, rows: IntArray) -> IntArray:
-        """The best choice's score per node of `rows`."""
+        """The best choice's score per node of `rows` (up to `ROW_BATCH` nodes one by one, memoised)."""
+        if len(rows) <= ROW_BATCH:
+            return np.array([self.row_node_score(pool, req, row) for row in rows.tolist()], dtype=np.int64)
         best: IntArray = self.choice_scores(pool, req, rows).max(axis=1).astype(np.int64)
         return best
+
+    def row_node_score(self, pool: PoolSnapshot, req: PlacementRequest, row: int) -> int:
+        """The best choice's score on node `row`, in pure Python.
+
+        When every device of the node is of an accepted kind the best score does not depend on the
+        order of the devices, so it is memoised by the request's milli per node, the node's access
+        class, its CPU level before and after the member, and its sorted free shares.
+        """
+        if req.milli_per_node and not device_eligibility(pool, req)[2][row]:
+            return max(self.row_choice_scores_uncached(pool, req, row))
+        if self._row_memo_pool is not pool or len(self._node_memo) > 1_000_000:
+            self._bind_memos(pool)
+        model = self.model
+        start, stop = pool.node_devices(row)
+        cpu = int(pool.cpu_free[row])
+        key = (req.milli_per_node, int(model._access[0][row]), bisect_right(model._levels, cpu),
+               bisect_right(model._levels, cpu - req.cpu_milli), *sorted(pool.dev_free[start:stop].tolist()))
+        hit = self._node_memo.get(key)
+        if hit is None:
+            hit = self._node_memo[key] = max(self.row_choice_scores_uncached(pool, req, row))
+        return hit
+
+    def _bind_memos(self, pool: PoolSnapshot) -> None:
+        self._row_memo_pool, self._row_memo, self._node_memo = pool, {}, {}
+        self.model.access(pool)
 
     def order_devices(self, pool: PoolSnapshot, row: int, req: PlacementRequest, candidates: IntArray) -> IntArray:
         """A share goes to the fitting device with the best score (lowest index on ties)."""
         if req.milli_per_node >= MILLI_PER_DEVICE or len(candidates) <= 1:
             return candidates
-        scores = self.choice_scores(pool, req, np.array([row], dtype=np.int64))[0]
+        scores = self.row_choice_scores(pool, req, row)
         start = int(pool.dev_start[row])
-        return candidates[np.argsort(-scores[candidates - start], kind="stable")]
+        ranked = sorted(candidates.tolist(), key=lambda r: -scores[r - start])  # stable: lowest index on ties
+        return np.array(ranked, dtype=np.int64)
 
 
 class FragmentationGradientDescent(FragmentationAware):
@@ -88,14 +168,17 @@ class FragmentationGradientDescent(FragmentationAware):
         self.thresholds = np.array(sigmoid_thresholds(self.model.total_weight), dtype=np.int64)
         self._thresholds = self.thresholds.tolist()
 
-    def choice_scores(self, pool: PoolSnapshot, req: PlacementRequest, rows: IntArray) -> IntArray:
+    def batch_choice_scores(self, pool: PoolSnapshot, req: PlacementRequest, rows: IntArray) -> IntArray:
         """The paper's score 0..100 per node and device choice; -1 where not a choice."""
         before, after, valid = self.model.choices(pool, req, rows)
         decrease = before[:, None] - after
-        if len(rows) == 1:
-            scores = [bisect_right(self._thresholds, d) for d in decrease[0].tolist()]
-            return np.where(valid, np.array([scores], dtype=np.int64), -1)
         return np.where(valid, np.searchsorted(self.thresholds, decrease, side="right"), -1).astype(np.int64)
+
+    def row_choice_scores_uncached(self, pool: PoolSnapshot, req: PlacementRequest, row: int) -> list[int]:
+        """`batch_choice_scores` of one node, in pure Python."""
+        before, after = self.model.choices_row(pool, req, row)
+        thresholds = self._thresholds
+        return [-1 if a is None else bisect_right(thresholds, before - a) for a in after]
 
 
 register_policy(FragmentationGradientDescent.name, FragmentationGradientDescent)

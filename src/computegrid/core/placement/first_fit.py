@@ -11,6 +11,7 @@ from computegrid.core.placement.base import (
     RttTable,
     allocation_for,
     feasible_nodes,
+    place_preferring,
     register_policy,
 )
 from computegrid.core.pool import PoolSnapshot
@@ -21,7 +22,12 @@ class FirstFit:
 
     def place(self, pool: PoolSnapshot, req: PlacementRequest,
               rtt: RttTable | None = None) -> Placement | PlacementFailure:
-        """The first `req.nodes` feasible nodes in pool order (all or nothing)."""
+        """The first `req.nodes` feasible nodes in pool order (all or nothing); a `model_preference` is
+        honoured as in `base.place_preferring`."""
+        return place_preferring(self._place_one, pool, req, rtt)
+
+    def _place_one(self, pool: PoolSnapshot, req: PlacementRequest,
+                   rtt: RttTable | None) -> Placement | PlacementFailure:
         feas = feasible_nodes(pool, req, rtt)
         rows = np.nonzero(feas.node_mask)[0]
         if len(rows) < req.nodes:

@@ -31,9 +31,20 @@ SHARED_BONUS = 1000
 class FragLookahead(FragmentationGradientDescent):
     name = "frag-lookahead"
 
-    def choice_scores(self, pool: PoolSnapshot, req: PlacementRequest, rows: IntArray) -> IntArray:
+    def row_choice_scores_uncached(self, pool: PoolSnapshot, req: PlacementRequest, row: int) -> list[int]:
+        """`batch_choice_scores` of one node, in pure Python."""
+        scores = super().row_choice_scores_uncached(pool, req, row)
+        if 0 < req.milli_per_node < MILLI_PER_DEVICE:
+            start, stop = pool.node_devices(row)
+            free = pool.dev_free[start:stop].tolist()  # an absent slot counts as shared, as in the batch
+            scores = [s + SHARED_BONUS if s >= 0 and (j >= len(free) or free[j] < MILLI_PER_DEVICE) else s
+                      for j, s in enumerate(scores)]
+        busy = 1 if int(pool.free_milli[row]) < int(pool.dev_count[row]) * MILLI_PER_DEVICE else 0
+        return [s * 2 + busy if s >= 0 else s for s in scores]
+
+    def batch_choice_scores(self, pool: PoolSnapshot, req: PlacementRequest, rows: IntArray) -> IntArray:
         """2 x (FGD's score, +SHARED_BONUS for a share on a device in use) + 1 on a busy node; -1: no choice."""
-        scores = super().choice_scores(pool, req, rows)
+        scores = super().batch_choice_scores(pool, req, rows)
         if 0 < req.milli_per_node < MILLI_PER_DEVICE:
             shared = pool.device_free_matrix(rows) < MILLI_PER_DEVICE
             scores = np.where((scores >= 0) & shared, scores + SHARED_BONUS, scores)

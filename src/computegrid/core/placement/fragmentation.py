@@ -129,8 +129,14 @@ class FragModel:
                                      dtype=np.int64)
                     dev_ok = np.isin(pool.dev_model_code, codes)
                     ok[:, t] = np.bincount(pool.dev_node[dev_ok], minlength=pool.node_count) > 0
-            classes, node_class = np.unique(ok, axis=0, return_inverse=True)
-            hit = (node_class.reshape(-1).astype(np.int64), classes, [row.tolist() for row in classes])
+            # The distinct rows in lexicographic order (as np.unique(ok, axis=0) numbers them; False < True),
+            # without numpy's slow sort of structured rows.
+            rows = [tuple(r) for r in ok.tolist()]
+            distinct = sorted(set(rows))
+            number = {r: i for i, r in enumerate(distinct)}
+            classes = np.array(distinct, dtype=np.bool_).reshape(len(distinct), len(self.mix))
+            node_class = np.array([number[r] for r in rows], dtype=np.int64)
+            hit = (node_class, classes, [list(r) for r in distinct])
             pool.static_cache[key] = hit
         self._access_pool, self._access = pool, hit
         return hit[0], hit[1]
@@ -215,6 +221,49 @@ class FragModel:
                                                              pool.dev_free[start:stop].tolist())
         self._before_seen[stale] = pool.version[stale]
         return self._before[rows]
+
+    def before_row(self, pool: PoolSnapshot, row: int) -> int:
+        """Fragmentation of node `row` as it is now (pure Python; same cache and integers as `before`)."""
+        self._bind(pool)
+        self.access(pool)
+        version = int(pool.version[row])
+        if int(self._before_seen[row]) != version:
+            start, stop = pool.node_devices(row)
+            self._before[row] = self.state_fragmentation(pool, row, int(pool.cpu_free[row]),
+                                                         pool.dev_free[start:stop].tolist())
+            self._before_seen[row] = version
+        return int(self._before[row])
+
+    def choices_row(self, pool: PoolSnapshot, req: PlacementRequest, row: int) -> tuple[int, list[int | None]]:
+        """`choices` for one node, in pure Python: (before, after per device slot, None where not a choice)."""
+        before = self.before_row(pool, row)
+        width = pool.node_dev_rows.shape[1]
+        after: list[int | None] = [None] * width
+        start, stop = pool.node_devices(row)
+        free = pool.dev_free[start:stop].tolist()
+        cpu_after = int(pool.cpu_free[row]) - req.cpu_milli
+        if not req.milli_per_node:
+            after[0] = self.state_fragmentation(pool, row, cpu_after, free)
+            return before, after
+        ok = device_eligibility(pool, req)[0][start:stop].tolist()
+        if req.milli_per_node >= MILLI_PER_DEVICE:
+            left = req.devices_per_node
+            taken = list(free)
+            for j, f in enumerate(free):
+                if left and ok[j] and f == MILLI_PER_DEVICE:
+                    taken[j] = 0
+                    left -= 1
+            after[0] = self.state_fragmentation(pool, row, cpu_after, taken)
+            return before, after
+        share = req.milli_per_device
+        seen: set[int] = set()
+        for j, f in enumerate(free):
+            if ok[j] and f >= share and f not in seen:
+                seen.add(f)
+                state = list(free)
+                state[j] -= share
+                after[j] = self.state_fragmentation(pool, row, cpu_after, state)
+        return before, after
 
     def choices(self, pool: PoolSnapshot, req: PlacementRequest,
                 rows: IntArray) -> tuple[IntArray, IntArray, BoolArray]:
