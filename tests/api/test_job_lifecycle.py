@@ -171,3 +171,20 @@ def test_heartbeat_telemetry_is_stored(world: World) -> None:
     bad = world.call("prov1", "POST", "/v1/agent/heartbeat",
                      json={"node_id": node, "telemetry": [{"index": 7, "utilisation_pct": 1}]})
     assert bad.status_code == 422
+
+
+def test_workload_class_sends_a_multi_model_job_to_the_best_value_model(world: World) -> None:
+    """ResNet-50 on Gavel's table: a P100 delivers more steps per du than a V100, so at one price per du
+    the job goes to the P100 even though the V100 node comes first; without a workload, first fit."""
+    world.register_node("prov1", "s1", "v100", devices=[{"index": 0, "model": "V100-16G"}])
+    world.register_node("prov1", "s1", "p100", devices=[{"index": 0, "model": "P100-16G"}])
+    spec = {"name": "rn50", "run": "x", "resources": {"accelerators": "V100-16G|P100-16G:1"}}
+    chosen = world.call("alice", "POST", "/v1/jobs", json=spec | {"workload": "ResNet-50 (batch size 64)"}).json()
+    world.scheduler.tick()
+    assert world.call("alice", "GET", f"/v1/jobs/{chosen['id']}").json()["node"] == "p100"
+    plain = world.call("alice", "POST", "/v1/jobs", json=spec).json()
+    world.scheduler.tick()
+    assert world.call("alice", "GET", f"/v1/jobs/{plain['id']}").json()["node"] == "v100"
+    full = world.call("alice", "POST", "/v1/jobs", json=spec | {"workload": "ResNet-50 (batch size 64)"}).json()
+    world.scheduler.tick()
+    assert world.call("alice", "GET", f"/v1/jobs/{full['id']}").json()["state"] == "pending"

@@ -20,6 +20,8 @@ from computegrid.core.catalog import Catalog
 from computegrid.core.jobs import ACTIVE_STATES, JobState, SpecError, parse_job_spec
 from computegrid.core.placement import Placement, PlacementFailure, PlacementPolicy, PlacementRequest
 from computegrid.core.placement.base import RttTable
+from computegrid.core.placement.preference import prefer_models
+from computegrid.core.throughput import default_throughputs
 from computegrid.services.agents import requeue_if_allowed
 from computegrid.services.clock import Clock
 from computegrid.services.jobs import record_event, release_allocations
@@ -28,6 +30,7 @@ from computegrid.store.db import Database
 from computegrid.store.models import Job, JobAllocation, Node
 
 log = logging.getLogger(__name__)
+UNPRICED_FEN_PER_DU = 100
 LEADER_LOCK_KEY = 0x6367_7363  # "cgsc"
 
 
@@ -136,9 +139,15 @@ class Scheduler:
 
     def _parse(self, spec_json: str) -> PlacementRequest | str:
         try:
-            return PlacementRequest.from_spec(parse_job_spec(json.loads(spec_json), self.catalog))
+            req = PlacementRequest.from_spec(parse_job_spec(json.loads(spec_json), self.catalog))
         except SpecError as exc:
             return f"stored spec no longer valid: {exc}"
+        if req.workload is not None and len(req.models) > 1:
+            # Until providers post prices (the market), every model costs the same per du, so the
+            # order is measured throughput per du: what a chip delivers against what it is rated.
+            prices = dict.fromkeys(req.models, UNPRICED_FEN_PER_DU)
+            req = prefer_models(req, default_throughputs(), prices, self.catalog)
+        return req
 
     def _persist(self, job_id: int, placement: Placement, site_name: str) -> bool:
         now = self.clock.now_ms()

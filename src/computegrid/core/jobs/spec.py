@@ -23,7 +23,7 @@ _ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TOP_KEYS = {
     "name", "run", "image", "workdir", "envs", "resources", "nodes", "placement",
-    "interruptible", "max_price_fen_per_du", "deadline", "requeue_on_lost", "max_attempts",
+    "interruptible", "max_price_fen_per_du", "deadline", "requeue_on_lost", "max_attempts", "workload",
 }
 _RESOURCE_KEYS = {"accelerators", "min_device_memory_gb", "cpus", "memory_gb"}
 _PLACEMENT_KEYS = {"tier", "user_region", "max_rtt_ms"}
@@ -82,6 +82,7 @@ class JobSpec:
     deadline_ms: int | None = None
     requeue_on_lost: bool = True
     max_attempts: int = 3
+    workload: str | None = None  # a workload class of the throughput table, for choosing among models
 
     def to_dict(self) -> dict[str, Any]:
         """The canonical, JSON-ready form; `parse_job_spec(spec.to_dict())` gives the spec back."""
@@ -105,6 +106,8 @@ class JobSpec:
             out["placement"] = placement
         if self.max_price_fen_per_du is not None:
             out["max_price_fen_per_du"] = self.max_price_fen_per_du
+        if self.workload is not None:
+            out["workload"] = self.workload
         if self.deadline_ms is not None:
             out["deadline"] = (_EPOCH + timedelta(milliseconds=self.deadline_ms)).isoformat()
         return out
@@ -303,7 +306,11 @@ def parse_job_spec(data: Any, catalog: Catalog) -> JobSpec:
     max_price = None
     if data.get("max_price_fen_per_du") is not None:
         max_price = _int_in(c, "max_price_fen_per_du", data["max_price_fen_per_du"], 0, 10**12)
+    workload = _optional_str(c, "workload", data.get("workload"))
+    if workload is not None and len(workload) > 128:
+        c.add("workload", "at most 128 characters")
     spec = JobSpec(
+        workload=workload,
         name=name if isinstance(name, str) else "",
         run=run,
         image=image,

@@ -56,6 +56,7 @@ class PlacementRequest:
             tier=spec.routing.tier,
             user_region=spec.routing.user_region,
             max_rtt_ms=spec.routing.max_rtt_ms,
+            workload=spec.workload,
         )
 
     @property
