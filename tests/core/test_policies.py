@@ -202,3 +202,14 @@ def test_fgd_learns_its_mix_when_given_none():
         assert isinstance(got, Placement)
         pool.allocate(got.allocations)
     assert [(t.milli_per_device, t.count) for t in policy.model.mix] == [(500, 4)]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_cpu_only_job_on_a_pool_without_any_device(name):
+    """The embedded default (`computegrid up` on a machine without accelerators) has no devices at all."""
+    pool = make_pool([node(1, cpu_milli=2_000), node(2, cpu_milli=8_000)], [])
+    placed = get_policy(name).place(pool, PlacementRequest(cpu_milli=4_000, memory_mb=512))
+    assert isinstance(placed, Placement) and placed.allocations[0].node_id == 2
+    assert placed.allocations[0].device_indices == ()
+    failed = get_policy(name).place(pool, PlacementRequest(cpu_milli=9_000, memory_mb=512))
+    assert isinstance(failed, PlacementFailure) and "cpu (want 9) excluded 2 nodes" in str(failed)

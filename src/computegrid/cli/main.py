@@ -60,7 +60,7 @@ def up(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     state_dir: Annotated[Path, typer.Option(help="Where SQLite, keys and job files live.")] = Path(".computegrid"),
     site_file: Annotated[Path | None, typer.Option(help="Declare extra devices for the local node (demo).")] = None,
-    policy: Annotated[str, typer.Option(help="Placement policy.")] = "first-fit",
+    policy: Annotated[str, typer.Option(help="Placement policy (see core/placement).")] = "default",
     heartbeat_timeout: Annotated[float, typer.Option(help="Seconds of silence before a node's jobs are lost.")] = 30,
     poll_interval: Annotated[float, typer.Option(help="Agent poll interval, seconds.")] = 0.5,
     no_agent: Annotated[bool, typer.Option("--no-agent", help="Run the API and scheduler only.")] = False,
@@ -93,7 +93,7 @@ def serve(
 
 @app.command()
 def scheduler(
-    policy: Annotated[str, typer.Option(help="Placement policy.")] = "first-fit",
+    policy: Annotated[str, typer.Option(help="Placement policy (see core/placement).")] = "default",
     heartbeat_timeout: Annotated[float, typer.Option(help="Seconds of silence before a node's jobs are lost.")] = 30,
     state_dir: Annotated[Path, typer.Option(help="State directory (SQLite).")] = Path(".computegrid"),
 ) -> None:

@@ -37,7 +37,7 @@ class UpOptions:
     port: int = 8000
     state_dir: Path = Path(".computegrid")
     site_file: Path | None = None
-    policy: str = "first-fit"
+    policy: str = "default"
     heartbeat_timeout_s: float = 30.0
     poll_interval_s: float = 0.5
     agent: bool = True

@@ -109,7 +109,8 @@ class PoolSnapshot:
         self.dev_count: IntArray = np.bincount(self.dev_node, minlength=n).astype(np.int64)
         self.dev_start: IntArray = np.concatenate(([0], np.cumsum(self.dev_count)[:-1])).astype(np.int64) \
             if n else np.zeros(0, dtype=np.int64)
-        width = int(self.dev_count.max()) if n and len(known) else 0
+        # At least one slot: a CPU-only choice is scored in slot 0 even in a pool without devices.
+        width = max(1, int(self.dev_count.max())) if n and len(known) else 1
         slot = np.arange(width, dtype=np.int64)
         #: device rows per node, padded with -1: shape (nodes, max devices per node)
         self.node_dev_rows: IntArray = np.where(slot[None, :] < self.dev_count[:, None],
