@@ -44,9 +44,12 @@ def test_sigkill_during_burst_loses_nothing_and_runs_nothing_twice(
     killed = threading.Event()
     submitter = threading.Thread(target=submit_all, args=(up, runs_file, accepted, killed))
     submitter.start()
-    deadline = time.monotonic() + 60
-    while len(accepted) < 80 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    # Kill once enough submissions were accepted and some jobs are running (each runs for 2 s),
+    # so the kill interrupts both the burst and running work.
+    watcher = up.client()
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and (len(accepted) < 80 or not watcher.jobs(state="running", limit=5)):
+        time.sleep(0.05)
     accepted_before_kill = dict(accepted)
     killed_at = datetime.now(UTC)
     up.kill()
