@@ -188,3 +188,16 @@ def test_workload_class_sends_a_multi_model_job_to_the_best_value_model(world: W
     full = world.call("alice", "POST", "/v1/jobs", json=spec | {"workload": "ResNet-50 (batch size 64)"}).json()
     world.scheduler.tick()
     assert world.call("alice", "GET", f"/v1/jobs/{full['id']}").json()["state"] == "pending"
+
+
+def test_scheduler_forgets_jobs_cancelled_while_pending(world: World) -> None:
+    ids = [world.call("alice", "POST", "/v1/jobs", json={"name": f"w{i}", "run": "x"}).json()["id"] for i in range(3)]
+    world.scheduler.tick()  # no nodes: all wait, and the scheduler remembers their requests
+    assert set(ids) <= set(world.scheduler._requests)
+    world.call("alice", "POST", f"/v1/jobs/{ids[1]}/cancel")
+    world.scheduler.tick()
+    assert ids[1] not in world.scheduler._requests and {ids[0], ids[2]} <= set(world.scheduler._requests)
+    for job_id in (ids[0], ids[2]):
+        world.call("alice", "POST", f"/v1/jobs/{job_id}/cancel")
+    world.scheduler.tick()
+    assert world.scheduler._requests == {} and world.scheduler._reasons == {}

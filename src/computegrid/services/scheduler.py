@@ -102,6 +102,9 @@ class Scheduler:
                 query = query.where(Job.id > self._seen_max_id)
             pending_ids = list(session.scalars(query))
             if not pending_ids:
+                if not only_new:
+                    self._requests.clear()
+                    self._reasons.clear()
                 return result
             pool = load_pool(session=session)
             missing = [i for i in pending_ids if i not in self._requests]
@@ -109,6 +112,11 @@ class Scheduler:
                 for job_id, spec in session.execute(select(Job.id, Job.spec).where(Job.id.in_(missing))):
                     self._requests[job_id] = self._parse(spec)
         self._seen_max_id = max(self._seen_max_id, pending_ids[-1])
+        if not only_new:  # forget jobs that left the queue some other way (cancelled while pending)
+            live, last = set(pending_ids), pending_ids[-1]
+            for cache in (self._requests, self._reasons):
+                for job_id in [k for k in cache if k <= last and k not in live]:
+                    del cache[job_id]
         reasons: dict[int, str] = {}
         for job_id in pending_ids:
             req = self._requests[job_id]
