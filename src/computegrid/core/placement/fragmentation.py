@@ -303,39 +303,16 @@ class FragModel:
 
     def _choices_scalar(self, pool: PoolSnapshot, req: PlacementRequest,
                         rows: IntArray) -> tuple[IntArray, IntArray, BoolArray]:
-        before = self.before(pool, rows)
+        """`choices` for a few nodes, one `choices_row` each (same integers as the vectorised path)."""
         width = pool.node_dev_rows.shape[1]
+        before = np.zeros(len(rows), dtype=np.int64)
         after = np.zeros((len(rows), width), dtype=np.int64)
         valid = np.zeros((len(rows), width), dtype=np.bool_)
-        dev_ok = device_eligibility(pool, req)[0] if req.milli_per_node else None
         for i, row in enumerate(rows.tolist()):
-            start, stop = pool.node_devices(row)
-            free = pool.dev_free[start:stop].tolist()
-            cpu_after = int(pool.cpu_free[row]) - req.cpu_milli
-            if not req.milli_per_node:
-                after[i, 0] = self.state_fragmentation(pool, row, cpu_after, free)
-                valid[i, 0] = True
-                continue
-            assert dev_ok is not None
-            ok = dev_ok[start:stop].tolist()
-            if req.milli_per_node >= MILLI_PER_DEVICE:
-                left = req.devices_per_node
-                taken = list(free)
-                for j, f in enumerate(free):
-                    if left and ok[j] and f == MILLI_PER_DEVICE:
-                        taken[j] = 0
-                        left -= 1
-                after[i, 0] = self.state_fragmentation(pool, row, cpu_after, taken)
-                valid[i, 0] = True
-                continue
-            share = req.milli_per_device
-            seen: set[int] = set()
-            for j, f in enumerate(free):
-                if ok[j] and f >= share and f not in seen:
-                    seen.add(f)
-                    state = list(free)
-                    state[j] -= share
-                    after[i, j] = self.state_fragmentation(pool, row, cpu_after, state)
+            before[i], row_after = self.choices_row(pool, req, row)
+            for j, value in enumerate(row_after):
+                if value is not None:
+                    after[i, j] = value
                     valid[i, j] = True
         return before, after, valid
 
