@@ -66,3 +66,16 @@ def test_cli_errors_are_clear_and_nonzero(up_factory: Callable[[], UpProcess]) -
     assert missing.returncode == 2 and "does not exist" in missing.stderr
     assert up.cli("jobs", "show", "424242").returncode == 1
     assert up.client().jobs() == []
+
+
+def test_second_up_on_a_taken_port_fails_clearly_and_changes_nothing(up_factory: Callable[[], UpProcess]) -> None:
+    up = up_factory()
+    up.start()
+    credentials = up.tmp / "config" / "computegrid" / "credentials.json"
+    before = credentials.read_text()
+    clash = up.cli("up", "--port", str(up.port), "--state-dir", str(up.tmp / "other-state"), timeout=60)
+    assert clash.returncode == 1
+    assert "already up?" in clash.stderr and "Traceback" not in clash.stderr
+    assert credentials.read_text() == before
+    assert not (up.tmp / "other-state").exists() or not any((up.tmp / "other-state").iterdir())
+    assert up.cli("jobs").returncode == 0  # the CLI still reaches the first platform with its key

@@ -25,7 +25,7 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(sites_app, name="sites")
 app.add_typer(bench_app, name="bench")
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # an error stays one line, whatever the terminal width
 FINAL = {"succeeded", "failed", "cancelled"}
 
 

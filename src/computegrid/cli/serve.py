@@ -13,7 +13,7 @@ from types import FrameType
 import uvicorn
 from rich.console import Console
 
-from computegrid.cli.up import Platform, UpOptions
+from computegrid.cli.up import Platform, UpOptions, check_port_free
 from computegrid.core.catalog import default_catalog
 from computegrid.core.placement import get_policy
 from computegrid.services.clock import SystemClock
@@ -24,7 +24,9 @@ from computegrid.store.db import Database, default_database_url
 def run_serve(*, host: str, port: int, workers: int, state_dir: Path, console: Console) -> None:
     """Migrate and bootstrap once, then run `workers` API processes on one port."""
     platform = Platform(UpOptions(host=host, port=port, state_dir=state_dir, agent=False), console)
-    platform.prepare()
+    check_port_free(host, port)
+    operator_key, _agent_key = platform.prepare()
+    platform.publish_credentials(operator_key)
     platform.db.dispose()
     os.environ.setdefault("COMPUTEGRID_STATE_DIR", str(state_dir))
     console.print(f"computegrid API at [bold cyan]http://{host}:{port}[/] with {workers} worker(s), "

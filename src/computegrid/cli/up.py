@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -56,6 +57,17 @@ def _write_secret(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Fail early, before touching any state, when the address is taken."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise RuntimeError(f"cannot listen on {host}:{port} ({exc.strerror}); is computegrid already up? "
+                               "Use --port to pick another") from exc
+
+
 class Platform:
     """Everything `up` runs, started and stopped in order."""
 
@@ -70,6 +82,7 @@ class Platform:
         self.stop = threading.Event()
         self.threads: list[threading.Thread] = []
         self.agent: Agent | None = None
+        self._operator_key_issued = False
 
     def prepare(self) -> tuple[str, str]:
         """Migrate, bootstrap, and make sure the operator's and agent's keys work. Returns both keys."""
@@ -85,15 +98,20 @@ class Platform:
             agent_file = self.opts.state_dir / "agent-key"
             agent_key, agent_issued = bootstrap.key_for(session=session, user_name=bootstrap.AGENT_USER,
                                                         existing=_read(agent_file), now_ms=now)
-        path = save_credentials(Credentials(url=self.url, api_key=operator_key), self.opts.credentials)
-        if issued:
-            self.console.print(f"Operator API key written to [bold]{path}[/] (the CLI reads it from there).")
         if agent_issued:
             _write_secret(agent_file, agent_key)
+        self._operator_key_issued = issued
         return operator_key, agent_key
 
+    def publish_credentials(self, operator_key: str) -> None:
+        """Point the CLI at this platform; only once it answers, so a failed start changes nothing."""
+        path = save_credentials(Credentials(url=self.url, api_key=operator_key), self.opts.credentials)
+        if self._operator_key_issued:
+            self.console.print(f"Operator API key written to [bold]{path}[/] (the CLI reads it from there).")
+
     def start(self) -> None:
-        _operator_key, agent_key = self.prepare()
+        check_port_free(self.opts.host, self.opts.port)
+        operator_key, agent_key = self.prepare()
         scheduler = Scheduler(db=self.db, policy=get_policy(self.opts.policy), catalog=self.catalog,
                               clock=self.clock, heartbeat_timeout_ms=int(self.opts.heartbeat_timeout_s * 1000))
         state = AppState(db=self.db, catalog=self.catalog, clock=self.clock, scheduler_wake=scheduler.wake)
@@ -106,6 +124,7 @@ class Platform:
             if time.monotonic() > deadline or not self.threads[0].is_alive():
                 raise RuntimeError(f"the API did not start on {self.url} (is the port taken? try --port)")
             time.sleep(0.05)
+        self.publish_credentials(operator_key)
         self.scheduler = scheduler
         self._spawn("scheduler", lambda: scheduler.run(self.stop))
         if self.opts.agent:
