@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from computegrid.core.jobs import ACTIVE_STATES, TERMINAL_STATES, JobState, can_transition
 from computegrid.services.errors import Conflict, Invalid, NotFound
-from computegrid.services.jobs import record_event, release_allocations
+from computegrid.services.jobs import mark_lost, record_event
 from computegrid.services.pool_state import allocation_of
 from computegrid.store.models import Job, JobAllocation, JobLogChunk, Node, UsageRecord
 
@@ -88,20 +88,12 @@ def report_state(*, session: Session, node: Node, job_id: int, attempt: int, sta
     if target in TERMINAL_STATES:
         job.exit_code = exit_code
         job.ended_ms = when
-        release_allocations(session, job)
     text = reason or (f"exit code {exit_code}" if exit_code is not None else f"reported by node {node.name}")
-    record_event(session, job, target, text, now_ms)
     if target == JobState.LOST:
-        release_allocations(session, job)
-        requeue_if_allowed(session, job, now_ms)
+        mark_lost(session, job, text, now_ms)
+    else:
+        record_event(session, job, target, text, now_ms)
     return job
-
-
-def requeue_if_allowed(session: Session, job: Job, now_ms: int) -> None:
-    spec = json.loads(job.spec)
-    if spec.get("requeue_on_lost", True) and job.attempt < int(spec.get("max_attempts", 3)):
-        record_event(session, job, JobState.PENDING, f"requeued after attempt {job.attempt} was lost", now_ms)
-        job.site_id = None
 
 
 def append_log(*, session: Session, node: Node, job_id: int, attempt: int, offset: int, data: str) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +44,10 @@ def check_fits_somewhere(spec: JobSpec, shape: PoolSnapshot) -> None:
 
 
 def record_event(session: Session, job: Job, to_state: JobState, reason: str, now_ms: int) -> None:
-    """Move a job along a declared transition and log the event (raises InvalidTransition)."""
+    """Move a job along a declared transition and log the event (raises InvalidTransition).
+
+    Leaving the active states (placed, starting, running) releases the job's allocations.
+    """
     src = JobState(job.state)
     transition(src, to_state)
     job.state = to_state.value
@@ -51,6 +55,17 @@ def record_event(session: Session, job: Job, to_state: JobState, reason: str, no
     job.updated_ms = now_ms
     session.add(JobEvent(job_id=job.id, at_ms=now_ms, from_state=src.value, to_state=to_state.value,
                          reason=reason))
+    if src in ACTIVE_STATES and to_state not in ACTIVE_STATES:
+        release_allocations(session, job)  # capacity is held exactly while the job is active
+
+
+def mark_lost(session: Session, job: Job, reason: str, now_ms: int) -> None:
+    """The job's attempt is lost; requeue it when its spec allows another attempt."""
+    record_event(session, job, JobState.LOST, reason, now_ms)
+    spec = json.loads(job.spec)
+    if spec.get("requeue_on_lost", True) and job.attempt < int(spec.get("max_attempts", 3)):
+        record_event(session, job, JobState.PENDING, f"requeued after attempt {job.attempt} was lost", now_ms)
+        job.site_id = None
 
 
 def release_allocations(session: Session, job: Job) -> None:
@@ -105,10 +120,7 @@ def cancel(*, session: Session, principal: Principal, job_id: int, now_ms: int) 
     job = get_job(session=session, principal=principal, job_id=job_id)
     if JobState(job.state) in {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED}:
         raise Invalid(f"job {job_id} already ended ({job.state})")
-    was_active = JobState(job.state) in ACTIVE_STATES
     record_event(session, job, JobState.CANCELLED, f"cancelled by {principal.name}", now_ms)
-    if was_active:
-        release_allocations(session, job)
     job.ended_ms = now_ms
     return job
 

@@ -22,9 +22,8 @@ from computegrid.core.placement import Placement, PlacementFailure, PlacementPol
 from computegrid.core.placement.base import RttTable
 from computegrid.core.placement.preference import prefer_models
 from computegrid.core.throughput import default_throughputs
-from computegrid.services.agents import requeue_if_allowed
 from computegrid.services.clock import Clock
-from computegrid.services.jobs import record_event, release_allocations
+from computegrid.services.jobs import mark_lost, record_event
 from computegrid.services.pool_state import load_pool
 from computegrid.store.db import Database
 from computegrid.store.models import Job, JobAllocation, Node
@@ -196,10 +195,7 @@ class Scheduler:
                            Job.state.in_([s.value for s in ACTIVE_STATES]))).all()
                 for job in jobs:
                     silent_s = (now - node.last_heartbeat_ms) // 1000
-                    record_event(session, job, JobState.LOST,
-                                 f"node {node.name} sent no heartbeat for {silent_s} s", now)
-                    release_allocations(session, job)
-                    requeue_if_allowed(session, job, now)
+                    mark_lost(session, job, f"node {node.name} sent no heartbeat for {silent_s} s", now)
                     lost += 1
         return lost
 
