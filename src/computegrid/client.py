@@ -28,14 +28,19 @@ class Credentials:
     api_key: str
 
 
+def write_private_file(path: Path, text: str) -> None:
+    """Replace `path` atomically with `text`, readable by the owner only (it holds a secret)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.chmod(0o600)
+    tmp.replace(path)
+
+
 def save_credentials(creds: Credentials, path: Path | None = None) -> Path:
     """Write the CLI's default URL and key, readable by the owner only."""
     target = path or credentials_path()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"url": creds.url, "api_key": creds.api_key}, indent=2) + "\n")
-    tmp.chmod(0o600)
-    tmp.replace(target)
+    write_private_file(target, json.dumps({"url": creds.url, "api_key": creds.api_key}, indent=2) + "\n")
     return target
 
 

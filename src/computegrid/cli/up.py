@@ -20,7 +20,7 @@ from computegrid.agent.site_file import load_declared_devices
 from computegrid.api.app import create_app
 from computegrid.api.deps import AppState
 from computegrid.backends.local import LocalBackend
-from computegrid.client import Client, Credentials, load_credentials, save_credentials
+from computegrid.client import Client, Credentials, load_credentials, save_credentials, write_private_file
 from computegrid.core.catalog import default_catalog
 from computegrid.core.placement import get_policy
 from computegrid.services import bootstrap
@@ -47,14 +47,6 @@ class UpOptions:
 
 def _read(path: Path) -> str | None:
     return path.read_text().strip() if path.exists() else None
-
-
-def _write_secret(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text + "\n")
-    tmp.chmod(0o600)
-    tmp.replace(path)
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -99,7 +91,7 @@ class Platform:
             agent_key, agent_issued = bootstrap.key_for(session=session, user_name=bootstrap.AGENT_USER,
                                                         existing=_read(agent_file), now_ms=now)
         if agent_issued:
-            _write_secret(agent_file, agent_key)
+            write_private_file(agent_file, agent_key + "\n")
         self._operator_key_issued = issued
         return operator_key, agent_key
 

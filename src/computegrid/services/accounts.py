@@ -7,6 +7,7 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -19,7 +20,7 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 KEY_PREFIX = "cg"
 
 
-def _check_name(kind: str, name: str) -> None:
+def check_name(kind: str, name: str) -> None:
     if not _NAME.match(name):
         raise Invalid(f"{kind} name {name!r} must be 1-63 lowercase letters, digits, '.', '_' or '-'")
 
@@ -66,30 +67,31 @@ def revoke_key(*, session: Session, principal: Principal, key_id: str, now_ms: i
     key.revoked_ms = now_ms
 
 
-def create_tenant(*, session: Session, name: str, now_ms: int) -> Tenant:
-    _check_name("tenant", name)
-    if session.scalar(select(Tenant.id).where(Tenant.name == name)) is not None:
-        raise Conflict(f"tenant {name!r} already exists")
-    tenant = Tenant(name=name, created_ms=now_ms)
-    session.add(tenant)
+Named = TypeVar("Named", Tenant, Provider)
+
+
+def _create_named(session: Session, model: type[Named], kind: str, name: str, now_ms: int) -> Named:
+    check_name(kind, name)
+    if session.scalar(select(model.id).where(model.name == name)) is not None:
+        raise Conflict(f"{kind} {name!r} already exists")
+    row = model(name=name, created_ms=now_ms)
+    session.add(row)
     session.flush()
-    return tenant
+    return row
+
+
+def create_tenant(*, session: Session, name: str, now_ms: int) -> Tenant:
+    return _create_named(session, Tenant, "tenant", name, now_ms)
 
 
 def create_provider(*, session: Session, name: str, now_ms: int) -> Provider:
-    _check_name("provider", name)
-    if session.scalar(select(Provider.id).where(Provider.name == name)) is not None:
-        raise Conflict(f"provider {name!r} already exists")
-    provider = Provider(name=name, created_ms=now_ms)
-    session.add(provider)
-    session.flush()
-    return provider
+    return _create_named(session, Provider, "provider", name, now_ms)
 
 
 def create_user(*, session: Session, name: str, role: str, now_ms: int, tenant: str | None = None,
                 provider: str | None = None) -> tuple[User, IssuedKey]:
     """A user with its first API key. Tenant users name a tenant; provider users name a provider."""
-    _check_name("user", name)
+    check_name("user", name)
     if role not in ROLES:
         raise Invalid(f"role must be one of {', '.join(ROLES)}, got {role!r}")
     if session.scalar(select(User.id).where(User.name == name)) is not None:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from computegrid.core.catalog import Catalog, UnknownAccelerator
 from computegrid.core.jobs.spec import TIERS
-from computegrid.services.accounts import _check_name
+from computegrid.services.accounts import check_name
 from computegrid.services.errors import Conflict, Forbidden, Invalid, NotFound
 from computegrid.services.principal import Principal
 from computegrid.store.models import Device, Node, Provider, Site
@@ -23,7 +23,7 @@ def create_site(*, session: Session, principal: Principal, name: str, region: st
                 electricity_fen_per_kwh: str | float | int, now_ms: int, provider: str | None = None) -> Site:
     """A new site for the caller's provider (an operator names the provider)."""
     principal.require_role("provider")
-    _check_name("site", name)
+    check_name("site", name)
     if provider is not None and principal.is_operator:
         provider_id = session.scalar(select(Provider.id).where(Provider.name == provider))
         if provider_id is None:
