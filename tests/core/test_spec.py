@@ -409,3 +409,16 @@ def test_round_trip_property(case):
     again = parse(spec.to_dict())
     assert again == spec
     assert again.to_dict() == spec.to_dict()
+
+
+@pytest.mark.parametrize(("given", "seconds"), [(90, 90), ("90s", 90), ("30m", 1800), ("2h", 7200),
+                                                ("1d12h", 129_600), ("1h30m15s", 5415)])
+def test_time_limit_in_seconds_or_durations(given: Any, seconds: int) -> None:
+    spec = parse(base(time_limit=given))
+    assert spec.time_limit_s == seconds
+    assert parse(spec.to_dict()) == spec
+
+
+@pytest.mark.parametrize("given", ["", "soon", "10x", 0, -5, True, 366 * 86400, "1.5h", [1]])
+def test_bad_time_limit_names_the_field(given: Any) -> None:
+    assert [p.field for p in problems_of(base(time_limit=given))] == ["time_limit"]

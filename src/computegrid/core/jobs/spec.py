@@ -24,7 +24,10 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TOP_KEYS = {
     "name", "run", "image", "workdir", "envs", "resources", "nodes", "placement",
     "interruptible", "max_price_fen_per_du", "deadline", "requeue_on_lost", "max_attempts", "workload",
+    "time_limit",
 }
+MAX_TIME_LIMIT_S = 365 * 24 * 3600
+_DURATION_RE = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 _RESOURCE_KEYS = {"accelerators", "min_device_memory_gb", "cpus", "memory_gb"}
 _PLACEMENT_KEYS = {"tier", "user_region", "max_rtt_ms"}
 
@@ -83,6 +86,7 @@ class JobSpec:
     requeue_on_lost: bool = True
     max_attempts: int = 3
     workload: str | None = None  # a workload class of the throughput table, for choosing among models
+    time_limit_s: int | None = None  # the engine stops the job after this long (Slurm --time, a K8s deadline)
 
     def to_dict(self) -> dict[str, Any]:
         """The canonical, JSON-ready form; `parse_job_spec(spec.to_dict())` gives the spec back."""
@@ -108,6 +112,8 @@ class JobSpec:
             out["max_price_fen_per_du"] = self.max_price_fen_per_du
         if self.workload is not None:
             out["workload"] = self.workload
+        if self.time_limit_s is not None:
+            out["time_limit"] = self.time_limit_s
         if self.deadline_ms is not None:
             out["deadline"] = (_EPOCH + timedelta(milliseconds=self.deadline_ms)).isoformat()
         return out
@@ -273,6 +279,27 @@ def _parse_deadline(c: _Collector, value: Any) -> int | None:
     return (moment - _EPOCH) // timedelta(milliseconds=1)  # integer arithmetic: no float rounding
 
 
+def _parse_time_limit(c: _Collector, value: Any) -> int | None:
+    """Seconds as an integer, or a duration such as '90s', '30m', '2h', '1d12h'."""
+    if value is None:
+        return None
+    seconds: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        seconds = value
+    elif isinstance(value, str) and value.strip():
+        match = _DURATION_RE.fullmatch(value.strip())
+        if match and any(match.groups()):
+            d, h, m, s = (int(g or 0) for g in match.groups())
+            seconds = ((d * 24 + h) * 60 + m) * 60 + s
+    if seconds is None:
+        c.add("time_limit", f"must be seconds or a duration such as 30m, 2h or 1d12h, got {value!r}")
+        return None
+    if not 1 <= seconds <= MAX_TIME_LIMIT_S:
+        c.add("time_limit", f"must be between 1 second and 365 days, got {value!r}")
+        return None
+    return seconds
+
+
 def parse_job_spec(data: Any, catalog: Catalog) -> JobSpec:
     """Validate a job specification dict against the catalog; raises SpecError naming each bad field."""
     c = _Collector()
@@ -324,6 +351,7 @@ def parse_job_spec(data: Any, catalog: Catalog) -> JobSpec:
         deadline_ms=_parse_deadline(c, data.get("deadline")),
         requeue_on_lost=_bool(c, "requeue_on_lost", data.get("requeue_on_lost", True)),
         max_attempts=_int_in(c, "max_attempts", data.get("max_attempts", 3), 1, 100) or 3,
+        time_limit_s=_parse_time_limit(c, data.get("time_limit")),
     )
     if c.problems:
         raise SpecError(c.problems)
