@@ -57,8 +57,9 @@ class UpProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"up exited early:\n{self.log_text()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+            try:  # up writes the credentials just after the API answers: wait for both
+                credentials = self.tmp / "config" / "computegrid" / "credentials.json"
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200 and credentials.exists():
                     return
             except httpx.HTTPError:
                 pass

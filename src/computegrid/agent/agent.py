@@ -6,12 +6,13 @@ from __future__ import annotations
 import codecs
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
-from computegrid.backends.base import FINISHED, Backend, EngineState, Inventory, RunRequest
+from computegrid.backends.base import FINISHED, Backend, EngineState, Inventory, RunRequest, SubmitRefused
 from computegrid.client import ApiError, Client
 
 log = logging.getLogger(__name__)
@@ -24,13 +25,19 @@ class Tracked:
     job_id: int
     attempt: int
     engine_id: str
+    node_id: int  # the node of the attempt's first rank here: state and logs are reported through it
     reported: str = ""
+    time_limit_s: int | None = None
+    timed_out: bool = False
     log_bytes: int = 0
     log_chars: int = 0
     decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace"))
 
 
 class Agent:
+    """Drives one site's engine. A site may have one node (local) or many (a Slurm or Ray cluster):
+    the agent registers every node the engine lists and heartbeats for each."""
+
     def __init__(self, client: Client, backend: Backend, *, site: str, node_name: str | None = None,
                  poll_interval: float = 0.5, telemetry_every: int = 10):
         self.client = client
@@ -39,34 +46,50 @@ class Agent:
         self.node_name = node_name
         self.poll_interval = poll_interval
         self.telemetry_every = telemetry_every
-        self.node_id: int | None = None
-        self.inventory: Inventory | None = None
+        self.inventory: list[Inventory] = []
+        self.node_ids: dict[str, int] = {}  # hostname -> node id
+        self.hostnames: dict[int, str] = {}  # node id -> hostname
         self.tracked: dict[tuple[int, int], Tracked] = {}
         self._polls = 0
-        self._models: dict[int, str] = {}
+        self._models: dict[tuple[str, int], str] = {}
+
+    @property
+    def node_id(self) -> int | None:
+        """The first node's id (the only one on a one-node site)."""
+        return next(iter(self.node_ids.values()), None)
 
     def register(self) -> int:
-        inv = self.backend.inventory()
-        self.inventory = inv
-        self._models = {d.index: d.model for d in inv.devices}
-        self.node_id = self.client.register_node(
-            site=self.site, name=self.node_name or inv.hostname, cpu_milli=inv.cpu_milli, memory_mb=inv.memory_mb,
-            devices=[{"index": d.index, "model": d.model, "memory_gb": d.memory_gb, "source": d.source}
-                     for d in inv.devices])
-        log.info("registered node %s (id %s) at site %s: %d CPUs, %d devices", self.node_name or inv.hostname,
-                 self.node_id, self.site, inv.cpu_milli // 1000, len(inv.devices))
-        return self.node_id
+        nodes = self.backend.inventory()
+        if not nodes:
+            raise RuntimeError(f"the {self.backend.name} engine lists no nodes")
+        self.inventory = nodes
+        for inv in nodes:
+            name = self.node_name if self.node_name and len(nodes) == 1 else inv.hostname
+            node_id = self.client.register_node(
+                site=self.site, name=name, cpu_milli=inv.cpu_milli, memory_mb=inv.memory_mb,
+                devices=[{"index": d.index, "model": d.model, "memory_gb": d.memory_gb, "source": d.source}
+                         for d in inv.devices])
+            self.node_ids[inv.hostname] = node_id
+            self.hostnames[node_id] = inv.hostname
+            self._models.update({(inv.hostname, d.index): d.model for d in inv.devices})
+            log.info("registered node %s (id %s) at site %s: %d CPUs, %d devices", name, node_id, self.site,
+                     inv.cpu_milli // 1000, len(inv.devices))
+        first = self.node_id
+        assert first is not None
+        return first
 
     # -- one poll
     def poll_once(self) -> None:
-        assert self.node_id is not None, "register() first"
-        telemetry = self.backend.telemetry() if self._polls % self.telemetry_every == 0 else []
+        assert self.node_ids, "register() first"
+        wanted: dict[tuple[int, int], list[dict[str, Any]]] = {}
+        for i, node_id in enumerate(self.node_ids.values()):
+            telemetry = self.backend.telemetry() if i == 0 and self._polls % self.telemetry_every == 0 else []
+            for a in self.client.heartbeat(node_id, telemetry):
+                wanted.setdefault((int(a["job_id"]), int(a["attempt"])), []).append(a)
         self._polls += 1
-        assignments = self.client.heartbeat(self.node_id, telemetry)
-        wanted = {(int(a["job_id"]), int(a["attempt"])): a for a in assignments}
-        for key, assignment in wanted.items():
-            if key not in self.tracked:
-                self._adopt(assignment)
+        for key, group in wanted.items():
+            if key not in self.tracked and self._whole(group):
+                self._adopt(group)
         for key in list(self.tracked):
             if key not in wanted:
                 self._stop(self.tracked.pop(key))
@@ -74,20 +97,35 @@ class Agent:
             if self._advance(tracked):
                 del self.tracked[key]
 
-    def _adopt(self, a: dict[str, Any]) -> None:
-        job_id, attempt = int(a["job_id"]), int(a["attempt"])
+    def _whole(self, group: list[dict[str, Any]]) -> bool:
+        """Every rank of the attempt that lives on this site's nodes has arrived (a gang starts whole)."""
+        ours = {int(n) for n in group[0].get("placement") or [group[0]["node_id"]] if int(n) in self.hostnames}
+        return ours <= {int(a["node_id"]) for a in group}
+
+    def _adopt(self, group: list[dict[str, Any]]) -> None:
+        first = min(group, key=lambda a: int(a["rank"]))
+        job_id, attempt = int(first["job_id"]), int(first["attempt"])
         engine_id = self.backend.engine_id(job_id, attempt)
+        limit = first["spec"].get("time_limit")
+        tracked = Tracked(job_id, attempt, engine_id, node_id=int(first["node_id"]), reported=first["state"],
+                          time_limit_s=int(limit) if limit is not None else None)
         status = self.backend.status(engine_id)
         if status.state in (EngineState.UNKNOWN, EngineState.QUEUED):
-            if a["state"] != "placed" and status.state == EngineState.UNKNOWN:
-                self._report(Tracked(job_id, attempt, engine_id), "failed",
-                             reason="the node has no record of this attempt (its local state was lost)")
+            if first["state"] != "placed" and status.state == EngineState.UNKNOWN:
+                self._report(tracked, "failed",
+                             reason="the site has no record of this attempt (its engine state was lost)")
                 return
-            engine_id = self.backend.submit(RunRequest.from_assignment(a, self._models))
+            try:
+                engine_id = self.backend.submit(RunRequest.from_assignments(group, self._models, self.hostnames))
+            except SubmitRefused as refused:
+                log.warning("the %s engine refused job %s: %s", self.backend.name, job_id, refused)
+                self._report(tracked, "failed", reason=f"the {self.backend.name} engine refused it: {refused}")
+                return
+            tracked.engine_id = engine_id
             log.info("started job %s attempt %s as %s", job_id, attempt, engine_id)
         else:
-            log.info("re-attached to job %s attempt %s (%s)", job_id, attempt, status.state)
-        self.tracked[(job_id, attempt)] = Tracked(job_id, attempt, engine_id, reported=a["state"])
+            log.info("re-attached to job %s attempt %s (%s, %s)", job_id, attempt, engine_id, status.state)
+        self.tracked[(job_id, attempt)] = tracked
 
     def _advance(self, t: Tracked) -> bool:
         """Ship logs and state for one attempt; True when it is finished and reported."""
@@ -98,8 +136,15 @@ class Agent:
         if status.state in FINISHED:
             self._ship_usage(t)
             state = "succeeded" if status.state == EngineState.SUCCEEDED else "failed"
-            self._report(t, state, exit_code=status.exit_code, reason=status.reason, at_ms=status.ended_ms)
+            reason = f"stopped after its time limit of {t.time_limit_s} s" if t.timed_out else status.reason
+            self._report(t, state, exit_code=status.exit_code, reason=reason, at_ms=status.ended_ms)
             return True
+        if (status.state == EngineState.RUNNING and t.time_limit_s and status.started_ms and not t.timed_out
+                and time.time_ns() // 1_000_000 - status.started_ms > t.time_limit_s * 1000):
+            log.info("job %s attempt %s ran past its time limit (%s s): stopping it", t.job_id, t.attempt,
+                     t.time_limit_s)
+            t.timed_out = True
+            self.backend.cancel(t.engine_id)
         return False
 
     def _stop(self, t: Tracked) -> None:
@@ -113,9 +158,8 @@ class Agent:
             log.warning("could not report the end of job %s: %s", t.job_id, exc.detail)
 
     def _report(self, t: Tracked, state: str, **kwargs: Any) -> None:
-        assert self.node_id is not None
         try:
-            self.client.report_state(t.job_id, node_id=self.node_id, attempt=t.attempt, state=state, **kwargs)
+            self.client.report_state(t.job_id, node_id=t.node_id, attempt=t.attempt, state=state, **kwargs)
             t.reported = state
         except ApiError as exc:
             if exc.status in (404, 409):  # superseded attempt or ended job: nothing more to say
@@ -125,23 +169,25 @@ class Agent:
                 raise
 
     def _ship_logs(self, t: Tracked, *, final: bool) -> None:
-        assert self.node_id is not None
         while True:
             read = self.backend.logs(t.engine_id, t.log_bytes)
             text = t.decoder.decode(read.data, final=final and not read.data)
             t.log_bytes = read.next_offset
             if text:
-                t.log_chars = self.client.append_log(t.job_id, node_id=self.node_id, attempt=t.attempt,
+                t.log_chars = self.client.append_log(t.job_id, node_id=t.node_id, attempt=t.attempt,
                                                      offset=t.log_chars, data=text)
             if not read.data:
                 return
 
     def _ship_usage(self, t: Tracked) -> None:
-        assert self.node_id is not None
-        slices = self.backend.usage(t.engine_id)
-        if slices:
-            self.client.report_usage(t.job_id, node_id=self.node_id, attempt=t.attempt,
-                                     intervals=[vars(s) for s in slices])
+        """Report usage per node: a slice names its node by hostname ("" = the attempt's first node)."""
+        by_node: dict[int, list[dict[str, Any]]] = {}
+        for piece in self.backend.usage(t.engine_id):
+            node_id = self.node_ids.get(piece.hostname, t.node_id) if piece.hostname else t.node_id
+            interval = {k: v for k, v in vars(piece).items() if k != "hostname"}
+            by_node.setdefault(node_id, []).append(interval)
+        for node_id, intervals in by_node.items():
+            self.client.report_usage(t.job_id, node_id=node_id, attempt=t.attempt, intervals=intervals)
 
     # -- lifecycle
     def reap_orphans(self) -> None:
@@ -154,7 +200,7 @@ class Agent:
 
     def run(self, stop: threading.Event) -> None:
         """Register, then poll until `stop` is set. Network errors are retried; the engine keeps running."""
-        while not stop.is_set() and self.node_id is None:
+        while not stop.is_set() and not self.node_ids:
             try:
                 self.register()
             except (httpx.HTTPError, ApiError) as exc:

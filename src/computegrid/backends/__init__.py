@@ -6,10 +6,14 @@ from computegrid.backends.base import (
     ExecStatus,
     Inventory,
     InventoryDevice,
+    LogRead,
+    NodePart,
     RunRequest,
+    SubmitRefused,
+    UsageSlice,
     get_backend,
     known_backends,
 )
 
-__all__ = ["Backend", "EngineState", "ExecStatus", "Inventory", "InventoryDevice", "RunRequest", "get_backend",
-           "known_backends"]
+__all__ = ["Backend", "EngineState", "ExecStatus", "Inventory", "InventoryDevice", "LogRead", "NodePart", "RunRequest",
+           "SubmitRefused", "UsageSlice", "get_backend", "known_backends"]

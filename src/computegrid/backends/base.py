@@ -13,45 +13,89 @@ class InventoryDevice:
     index: int
     model: str
     memory_gb: float | None = None
-    source: str = "detected"  # detected | declared
+    source: str = "detected"  # detected | declared | engine (reported by the site's cluster manager)
+    in_use: bool = False  # held by work the engine runs (ours or anyone's), when the engine says so
 
 
 @dataclass(frozen=True)
 class Inventory:
+    """One node of a site, as its engine sees it."""
+
     hostname: str
     cpu_milli: int
     memory_mb: int
     devices: tuple[InventoryDevice, ...] = ()
+    cpu_milli_free: int | None = None  # None when the engine does not say
+    state: str = "up"  # up | drained | down, in the engine's words mapped to these three
+
+
+@dataclass(frozen=True)
+class NodePart:
+    """What one rank of a job holds on one node of this site."""
+
+    rank: int
+    hostname: str
+    device_indices: tuple[int, ...] = ()
+    device_models: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class RunRequest:
-    """One node's part of a job attempt, as the agent hands it to the engine."""
+    """A job attempt's share of this site, as the agent hands it to the engine: one part per node.
+
+    A gang that spans several nodes of one site arrives as one request with several parts, so an
+    engine that runs gangs natively (Slurm `--nodes`, a Ray placement group) can start it whole.
+    """
 
     job_id: int
     attempt: int
-    rank: int
-    nodes: int
+    nodes: int  # ranks in the whole job (parts holds this site's ranks)
     run: str | None
     image: str | None
     workdir: str | None
     envs: dict[str, str]
-    device_indices: tuple[int, ...]
-    device_models: tuple[str, ...]
     milli_per_device: int
-    cpu_milli: int
-    memory_mb: int
+    cpu_milli: int  # per node
+    memory_mb: int  # per node
+    parts: tuple[NodePart, ...]
+    time_limit_s: int | None = None
+    name: str = ""
+
+    @property
+    def devices_per_node(self) -> int:
+        return len(self.parts[0].device_indices) if self.parts else 0
+
+    @property
+    def device_model(self) -> str | None:
+        """The one accelerator model the parts hold (placement never mixes models in a job)."""
+        models = {m for p in self.parts for m in p.device_models if m}
+        return next(iter(models)) if len(models) == 1 else None
 
     @classmethod
-    def from_assignment(cls, a: dict[str, Any], models_by_index: dict[int, str]) -> RunRequest:
-        spec = a["spec"]
-        indices = tuple(int(i) for i in a["device_indices"])
-        return cls(job_id=int(a["job_id"]), attempt=int(a["attempt"]), rank=int(a["rank"]),
-                   nodes=int(a["nodes"]), run=spec.get("run"), image=spec.get("image"),
-                   workdir=spec.get("workdir"), envs=dict(spec.get("envs") or {}), device_indices=indices,
-                   device_models=tuple(models_by_index.get(i, "") for i in indices),
-                   milli_per_device=int(a["milli_per_device"]), cpu_milli=int(a["cpu_milli"]),
-                   memory_mb=int(a["memory_mb"]))
+    def from_assignments(cls, assignments: list[dict[str, Any]],
+                         models: dict[tuple[str, int], str], hostnames: dict[int, str]) -> RunRequest:
+        """Build from the control plane's per-node assignments of one attempt (see services/agents.py).
+
+        `models` maps (hostname, device index) to a catalog model; `hostnames` maps node id to hostname.
+        """
+        first = min(assignments, key=lambda a: int(a["rank"]))
+        spec = first["spec"]
+        parts = []
+        for a in sorted(assignments, key=lambda a: int(a["rank"])):
+            host = hostnames[int(a["node_id"])]
+            indices = tuple(int(i) for i in a["device_indices"])
+            parts.append(NodePart(rank=int(a["rank"]), hostname=host, device_indices=indices,
+                                  device_models=tuple(models.get((host, i), "") for i in indices)))
+        limit = spec.get("time_limit")  # seconds, in the stored (canonical) spec
+        return cls(job_id=int(first["job_id"]), attempt=int(first["attempt"]), nodes=int(first["nodes"]),
+                   run=spec.get("run"), image=spec.get("image"), workdir=spec.get("workdir"),
+                   envs=dict(spec.get("envs") or {}), milli_per_device=int(first["milli_per_device"]),
+                   cpu_milli=int(first["cpu_milli"]), memory_mb=int(first["memory_mb"]), parts=tuple(parts),
+                   time_limit_s=int(limit) if limit is not None else None, name=str(spec.get("name", "")))
+
+
+class SubmitRefused(Exception):
+    """The engine will never run this request as asked (it names why); the attempt fails with that reason."""
 
 
 class EngineState(StrEnum):
@@ -77,7 +121,8 @@ class ExecStatus:
 
 @dataclass(frozen=True)
 class UsageSlice:
-    """A device share (device_index >= 0) or CPU share (device_index = -1) held over [start_ms, end_ms]."""
+    """A device share (device_index >= 0) or CPU share (device_index = -1) held over [start_ms, end_ms]
+    on node `hostname` ("" = the request's first part)."""
 
     device_index: int
     model: str | None
@@ -85,6 +130,7 @@ class UsageSlice:
     cpu_milli: int
     start_ms: int
     end_ms: int
+    hostname: str = ""
 
 
 @dataclass
@@ -95,9 +141,15 @@ class LogRead:
 
 
 class Backend(Protocol):
+    """Five operations (inventory, submit, status, cancel, logs + usage) and three helpers for the agent.
+
+    `submit` is idempotent per (job, attempt): the agent may call it again after a restart, and the
+    engine must not start the attempt twice (engine_id names the attempt; active_ids lists what runs).
+    """
+
     name: str
 
-    def inventory(self) -> Inventory: ...
+    def inventory(self) -> list[Inventory]: ...
     def engine_id(self, job_id: int, attempt: int) -> str: ...
     def submit(self, run: RunRequest) -> str: ...
     def status(self, engine_id: str) -> ExecStatus: ...
@@ -108,7 +160,12 @@ class Backend(Protocol):
     def telemetry(self) -> list[dict[str, Any]]: ...
 
 
-_MODULES = {"local": "computegrid.backends.local"}
+_MODULES = {
+    "local": "computegrid.backends.local",
+    "slurm": "computegrid.backends.slurm",
+    "ray": "computegrid.backends.ray",
+    "kubernetes": "computegrid.backends.kubernetes",
+}
 
 
 def known_backends() -> tuple[str, ...]:

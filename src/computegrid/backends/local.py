@@ -7,6 +7,7 @@ each attempt where it left it and re-attaches rather than starting it again.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -25,6 +26,7 @@ from computegrid.backends.base import (
     InventoryDevice,
     LogRead,
     RunRequest,
+    SubmitRefused,
     UsageSlice,
 )
 from computegrid.backends.nvidia import nvidia_devices, nvidia_telemetry
@@ -63,16 +65,18 @@ class LocalBackend:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.declared = list(declared or [])
         self.hostname = hostname or socket.gethostname()
+        self._indices: set[int] | None = None  # device indices, known after the first inventory
 
     # -- inventory
-    def inventory(self) -> Inventory:
+    def inventory(self) -> list[Inventory]:
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         detected = nvidia_devices()
         next_index = max((d.index for d in detected), default=-1) + 1
         declared = [InventoryDevice(index=next_index + i, model=d.model, memory_gb=d.memory_gb, source="declared")
                     for i, d in enumerate(self.declared)]
-        return Inventory(hostname=self.hostname, cpu_milli=cpus * 1000, memory_mb=_memory_mb(),
-                         devices=tuple(detected) + tuple(declared))
+        devices = tuple(detected) + tuple(declared)
+        self._indices = {d.index for d in devices}
+        return [Inventory(hostname=self.hostname, cpu_milli=cpus * 1000, memory_mb=_memory_mb(), devices=devices)]
 
     def telemetry(self) -> list[dict[str, Any]]:
         return nvidia_telemetry()
@@ -88,6 +92,15 @@ class LocalBackend:
 
     def submit(self, run: RunRequest) -> str:
         engine_id = self.engine_id(run.job_id, run.attempt)
+        if len(run.parts) != 1:
+            raise SubmitRefused(f"the local backend drives one node; this request has {len(run.parts)} parts")
+        part = run.parts[0]
+        if self._indices is None:
+            self.inventory()
+        known = self._indices or set()
+        missing = sorted(set(part.device_indices) - known)
+        if missing:
+            raise SubmitRefused(f"this node has devices {sorted(known)}; the request names {missing} as well")
         root = self._dir(engine_id)
         if (root / "started").exists():
             return engine_id  # already running or done: never start twice
@@ -107,12 +120,12 @@ class LocalBackend:
         env = dict(run.envs)
         env.update({
             "COMPUTEGRID_JOB_ID": str(run.job_id), "COMPUTEGRID_ATTEMPT": str(run.attempt),
-            "COMPUTEGRID_NODE_RANK": str(run.rank), "COMPUTEGRID_NUM_NODES": str(run.nodes),
-            "CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in run.device_indices),
+            "COMPUTEGRID_NODE_RANK": str(part.rank), "COMPUTEGRID_NUM_NODES": str(run.nodes),
+            "CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in part.device_indices),
         })
         (root / "run.sh").write_text(run.run)
         (root / "run.json").write_text(json.dumps({"env": env, "cwd": str(cwd),
-                                                   "request": run.__dict__}, default=list))
+                                                   "request": dataclasses.asdict(run)}))
         subprocess.Popen([sys.executable, "-m", "computegrid.backends.local_runner", str(root)],
                          start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                          stderr=open(root / "runner.err", "ab"), close_fds=True)  # noqa: SIM115
@@ -164,8 +177,9 @@ class LocalBackend:
             return []
         end = _read_int(root / "end_ms") or time.time_ns() // 1_000_000
         request = json.loads((root / "run.json").read_text())["request"]
+        part = request["parts"][0]
         slices = [UsageSlice(-1, None, 0, int(request["cpu_milli"]), start, end)]
-        for index, model in zip(request["device_indices"], request["device_models"], strict=True):
+        for index, model in zip(part["device_indices"], part["device_models"], strict=True):
             slices.append(UsageSlice(int(index), model or None, int(request["milli_per_device"]), 0, start, end))
         return slices
 

@@ -64,16 +64,23 @@ def up(
     heartbeat_timeout: Annotated[float, typer.Option(help="Seconds of silence before a node's jobs are lost.")] = 30,
     poll_interval: Annotated[float, typer.Option(help="Agent poll interval, seconds.")] = 0.5,
     no_agent: Annotated[bool, typer.Option("--no-agent", help="Run the API and scheduler only.")] = False,
+    backend: Annotated[str, typer.Option(help="Engine the agent drives: local, slurm, ray, kubernetes.")] = "local",
+    backend_config: Annotated[Path | None, typer.Option(help="YAML file of engine options (docs/backends/).")] = None,
 ) -> None:
     """Run the API, the scheduler and a local agent together (Ctrl-C stops all)."""
+    from computegrid.agent.backend_config import BackendConfigError
     from computegrid.cli.up import UpOptions, run_up
 
-    if site_file is not None and not site_file.exists():
-        raise fail(f"site file {site_file} does not exist", 2)
+    for given in (site_file, backend_config):
+        if given is not None and not given.exists():
+            raise fail(f"{given} does not exist", 2)
     try:
         run_up(UpOptions(host=host, port=port, state_dir=state_dir, site_file=site_file, policy=policy,
-                         heartbeat_timeout_s=heartbeat_timeout, poll_interval_s=poll_interval, agent=not no_agent),
+                         heartbeat_timeout_s=heartbeat_timeout, poll_interval_s=poll_interval, agent=not no_agent,
+                         backend=backend, backend_config=backend_config),
                out)
+    except BackendConfigError as exc:
+        raise fail(str(exc), 2) from exc
     except (RuntimeError, KeyError, ValueError) as exc:
         raise fail(str(exc)) from exc
 
@@ -109,26 +116,25 @@ def scheduler(
 @app.command()
 def agent(
     site: Annotated[str, typer.Option(help="Site this node belongs to.")],
-    backend: Annotated[str, typer.Option(help="Execution backend.")] = "local",
-    site_file: Annotated[Path | None, typer.Option(help="Declare extra devices (demo).")] = None,
-    node_name: Annotated[str | None, typer.Option(help="Node name (default: hostname).")] = None,
-    work_dir: Annotated[Path, typer.Option(help="Where the local backend keeps job files.")] = Path(
+    backend: Annotated[str, typer.Option(help="Execution backend: local, slurm, ray or kubernetes.")] = "local",
+    backend_config: Annotated[Path | None, typer.Option(help="YAML file of engine options (docs/backends/).")] = None,
+    site_file: Annotated[Path | None, typer.Option(help="Declare extra devices (local backend, demo).")] = None,
+    node_name: Annotated[str | None, typer.Option(help="Node name on a one-node site (default: hostname).")] = None,
+    work_dir: Annotated[Path, typer.Option(help="Where the backend keeps its job files.")] = Path(
         ".computegrid/agent"),
     poll_interval: Annotated[float, typer.Option(help="Seconds between heartbeats.")] = 1.0,
 ) -> None:
-    """Join this machine to a site: register inventory, heartbeat, and run assigned jobs."""
+    """Join a site: register its nodes' inventory, heartbeat, and run assigned jobs on its engine."""
     import logging
     import threading
 
     from computegrid.agent.agent import Agent
-    from computegrid.agent.site_file import SiteFileError, load_declared_devices
-    from computegrid.backends import get_backend
+    from computegrid.agent.backend_config import BackendConfigError, make_backend
 
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(message)s")
     try:
-        declared = load_declared_devices(site_file) if site_file else []
-        engine = get_backend(backend, work_dir=work_dir / site, declared=declared)
-    except (SiteFileError, ValueError) as exc:
+        engine = make_backend(backend, work_dir=work_dir / site, config_file=backend_config, site_file=site_file)
+    except BackendConfigError as exc:
         raise fail(str(exc), 2) from exc
     runner = Agent(client(), engine, site=site, node_name=node_name, poll_interval=poll_interval)
     call(runner.register)

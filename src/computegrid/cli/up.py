@@ -16,10 +16,9 @@ import uvicorn
 from rich.console import Console
 
 from computegrid.agent.agent import Agent
-from computegrid.agent.site_file import load_declared_devices
+from computegrid.agent.backend_config import make_backend
 from computegrid.api.app import create_app
 from computegrid.api.deps import AppState
-from computegrid.backends.local import LocalBackend
 from computegrid.client import Client, Credentials, load_credentials, save_credentials, write_private_file
 from computegrid.core.catalog import default_catalog
 from computegrid.core.placement import get_policy
@@ -43,6 +42,8 @@ class UpOptions:
     poll_interval_s: float = 0.5
     agent: bool = True
     credentials: Path | None = None
+    backend: str = "local"
+    backend_config: Path | None = None
 
 
 def _read(path: Path) -> str | None:
@@ -103,6 +104,10 @@ class Platform:
 
     def start(self) -> None:
         check_port_free(self.opts.host, self.opts.port)
+        backend = None
+        if self.opts.agent:  # a bad engine config fails here, before any state is written
+            backend = make_backend(self.opts.backend, work_dir=self.opts.state_dir / "agent" / self.opts.backend,
+                                   config_file=self.opts.backend_config, site_file=self.opts.site_file)
         operator_key, agent_key = self.prepare()
         scheduler = Scheduler(db=self.db, policy=get_policy(self.opts.policy), catalog=self.catalog,
                               clock=self.clock, heartbeat_timeout_ms=int(self.opts.heartbeat_timeout_s * 1000))
@@ -119,9 +124,7 @@ class Platform:
         self.publish_credentials(operator_key)
         self.scheduler = scheduler
         self._spawn("scheduler", lambda: scheduler.run(self.stop))
-        if self.opts.agent:
-            declared = load_declared_devices(self.opts.site_file) if self.opts.site_file else []
-            backend = LocalBackend(self.opts.state_dir / "agent" / "local", declared=declared)
+        if backend is not None:
             self.agent = Agent(Client(self.url, agent_key), backend, site="local",
                                poll_interval=self.opts.poll_interval_s)
             agent = self.agent

@@ -23,8 +23,10 @@ class Assignment:
     job_id: int
     attempt: int
     state: str
+    node_id: int
     rank: int
     nodes: int
+    placement: tuple[int, ...]  # node id of every rank of this attempt, so a site agent can start a gang whole
     spec: dict[str, Any]
     device_indices: tuple[int, ...]
     milli_per_device: int
@@ -41,12 +43,19 @@ def assignments_for(*, session: Session, node: Node) -> list[Assignment]:
                Job.state.in_([s.value for s in ACTIVE_STATES]))
         .order_by(Job.id)
     ).all()
+    gangs = [row.Job.id for row in rows if int(json.loads(row.Job.spec).get("nodes", 1)) > 1]
+    ranks: dict[int, dict[int, int]] = {}
+    if gangs:
+        for other in session.scalars(select(JobAllocation).join(Job, Job.id == JobAllocation.job_id)
+                                     .where(JobAllocation.job_id.in_(gangs), JobAllocation.attempt == Job.attempt)):
+            ranks.setdefault(other.job_id, {})[other.rank] = other.node_id
     out = []
     for row in rows:
         alloc, job = row.JobAllocation, row.Job
         spec = json.loads(job.spec)
-        out.append(Assignment(job_id=job.id, attempt=job.attempt, state=job.state, rank=alloc.rank,
-                              nodes=int(spec.get("nodes", 1)),
+        by_rank = ranks.get(job.id, {alloc.rank: node.id})
+        out.append(Assignment(job_id=job.id, attempt=job.attempt, state=job.state, node_id=node.id, rank=alloc.rank,
+                              nodes=int(spec.get("nodes", 1)), placement=tuple(by_rank[r] for r in sorted(by_rank)),
                               spec=spec, device_indices=allocation_of(alloc).device_indices,
                               milli_per_device=alloc.milli_per_device, cpu_milli=alloc.cpu_milli,
                               memory_mb=alloc.memory_mb))
