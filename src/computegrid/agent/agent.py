@@ -7,6 +7,7 @@ import codecs
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,13 +90,24 @@ class Agent:
         self._polls += 1
         for key, group in wanted.items():
             if key not in self.tracked and self._whole(group):
-                self._adopt(group)
+                self._isolated(key, self._adopt, group)
         for key in list(self.tracked):
             if key not in wanted:
-                self._stop(self.tracked.pop(key))
+                self._isolated(key, self._stop, self.tracked.pop(key))
         for key, tracked in list(self.tracked.items()):
-            if self._advance(tracked):
+            if self._isolated(key, self._advance, tracked):
                 del self.tracked[key]
+
+    def _isolated(self, key: tuple[int, int], step: Callable[[Any], bool | None], arg: Any) -> bool | None:
+        """Run one attempt's step; an engine error is logged and retried next poll, not fatal to the others.
+        Control-plane errors (HTTP, API) still propagate: the whole poll is retried."""
+        try:
+            return step(arg)
+        except (httpx.HTTPError, ApiError):
+            raise
+        except Exception:
+            log.exception("job %s attempt %s: the %s engine failed; will retry", *key, self.backend.name)
+            return False
 
     def _whole(self, group: list[dict[str, Any]]) -> bool:
         """Every rank of the attempt that lives on this site's nodes has arrived (a gang starts whole)."""
@@ -206,6 +218,9 @@ class Agent:
             except (httpx.HTTPError, ApiError) as exc:
                 log.warning("cannot register yet: %s", exc)
                 stop.wait(1.0)
+            except Exception as exc:  # the engine is not answering yet: keep trying, the site may come up
+                log.warning("cannot read the %s engine's inventory yet: %s", self.backend.name, exc)
+                stop.wait(5.0)
         first = True
         while not stop.is_set():
             try:
@@ -215,17 +230,22 @@ class Agent:
                     first = False
             except (httpx.HTTPError, ApiError) as exc:
                 log.warning("poll failed, will retry: %s", exc)
+            except Exception:  # an engine error (sbatch, the Ray or Kubernetes API) must not end the agent
+                log.exception("the %s engine failed during a poll; will retry", self.backend.name)
             stop.wait(self.poll_interval)
 
     def shutdown(self, reason: str = "the agent stopped") -> None:
         """Stop every attempt here and tell the control plane they are lost (so they can be requeued)."""
         for t in list(self.tracked.values()):
-            self.backend.cancel(t.engine_id)
+            try:
+                self.backend.cancel(t.engine_id)
+            except Exception as exc:
+                log.warning("could not stop %s: %s", t.engine_id, exc)
         for t in list(self.tracked.values()):
             try:
                 self._ship_logs(t, final=False)
                 self._ship_usage(t)
                 self._report(t, "lost", reason=reason)
-            except (httpx.HTTPError, ApiError) as exc:
+            except Exception as exc:  # report what we can for every attempt, whatever fails for one
                 log.warning("could not report job %s as lost: %s", t.job_id, exc)
         self.tracked.clear()
