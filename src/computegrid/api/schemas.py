@@ -37,7 +37,7 @@ class DeviceRegister(Strict):
     index: int = Field(ge=0, le=1023)
     model: str = Field(max_length=64)
     memory_gb: float | None = Field(default=None, gt=0, le=100_000)
-    source: str = Field(default="detected", pattern="^(detected|declared)$")
+    source: str = Field(default="detected", pattern="^(detected|declared|engine)$")
 
 
 class NodeRegister(Strict):
