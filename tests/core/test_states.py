@@ -47,7 +47,7 @@ def test_terminal_states_have_no_way_out(terminal):
 
 def test_terminal_and_active_sets():
     assert frozenset({S.SUCCEEDED, S.FAILED, S.CANCELLED}) == TERMINAL_STATES
-    assert frozenset({S.PLACED, S.STARTING, S.RUNNING}) == ACTIVE_STATES
+    assert frozenset({S.PLACED, S.STARTING, S.RUNNING, S.PREEMPTING}) == ACTIVE_STATES
     assert not TERMINAL_STATES & ACTIVE_STATES
 
 

@@ -17,6 +17,7 @@ from computegrid.backends.base import FINISHED, Backend, EngineState, Inventory,
 from computegrid.client import ApiError, Client
 
 log = logging.getLogger(__name__)
+DRAIN_TIMEOUT_S = 120.0  # how long a stopped attempt is watched for its last output and usage
 
 
 @dataclass
@@ -30,6 +31,7 @@ class Tracked:
     reported: str = ""
     time_limit_s: int | None = None
     timed_out: bool = False
+    preempted: bool = False  # the control plane took the capacity back: stop, then report "stopped"
     log_bytes: int = 0
     log_chars: int = 0
     decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace"))
@@ -51,6 +53,7 @@ class Agent:
         self.node_ids: dict[str, int] = {}  # hostname -> node id
         self.hostnames: dict[int, str] = {}  # node id -> hostname
         self.tracked: dict[tuple[int, int], Tracked] = {}
+        self.draining: dict[tuple[int, int], tuple[Tracked, float]] = {}  # stopped here, not yet ended: deadline
         self._polls = 0
         self._models: dict[tuple[str, int], str] = {}
 
@@ -91,12 +94,18 @@ class Agent:
         for key, group in wanted.items():
             if key not in self.tracked and self._whole(group):
                 self._isolated(key, self._adopt, group)
+            tracked = self.tracked.get(key)
+            if tracked is not None and not tracked.preempted and group[0]["state"] == "preempting":
+                self._isolated(key, self._preempt, tracked)
         for key in list(self.tracked):
             if key not in wanted:
                 self._isolated(key, self._stop, self.tracked.pop(key))
         for key, tracked in list(self.tracked.items()):
             if self._isolated(key, self._advance, tracked):
                 del self.tracked[key]
+        for key, entry in list(self.draining.items()):
+            if self._isolated(key, self._drain, entry):
+                del self.draining[key]
 
     def _isolated(self, key: tuple[int, int], step: Callable[[Any], bool | None], arg: Any) -> bool | None:
         """Run one attempt's step; an engine error is logged and retried next poll, not fatal to the others.
@@ -123,6 +132,9 @@ class Agent:
                           time_limit_s=int(limit) if limit is not None else None)
         status = self.backend.status(engine_id)
         if status.state in (EngineState.UNKNOWN, EngineState.QUEUED):
+            if first["state"] == "preempting" and status.state == EngineState.UNKNOWN:
+                self._report(tracked, "stopped", reason="it was not running here")
+                return
             if first["state"] != "placed" and status.state == EngineState.UNKNOWN:
                 self._report(tracked, "failed",
                              reason="the site has no record of this attempt (its engine state was lost)")
@@ -139,6 +151,12 @@ class Agent:
             log.info("re-attached to job %s attempt %s (%s, %s)", job_id, attempt, engine_id, status.state)
         self.tracked[(job_id, attempt)] = tracked
 
+    def _preempt(self, t: Tracked) -> None:
+        """Signal the attempt to stop (SIGTERM; the engine kills it after its grace period)."""
+        log.info("job %s attempt %s is preempted: stopping it", t.job_id, t.attempt)
+        t.preempted = True
+        self.backend.cancel(t.engine_id)
+
     def _advance(self, t: Tracked) -> bool:
         """Ship logs and state for one attempt; True when it is finished and reported."""
         status = self.backend.status(t.engine_id)
@@ -148,6 +166,8 @@ class Agent:
         if status.state in FINISHED:
             self._ship_usage(t)
             state = "succeeded" if status.state == EngineState.SUCCEEDED else "failed"
+            if t.preempted and state == "failed":
+                state = "stopped"
             reason = f"stopped after its time limit of {t.time_limit_s} s" if t.timed_out else status.reason
             self._report(t, state, exit_code=status.exit_code, reason=reason, at_ms=status.ended_ms)
             return True
@@ -160,14 +180,25 @@ class Agent:
         return False
 
     def _stop(self, t: Tracked) -> None:
-        """The control plane no longer wants this attempt: stop it and account for what it ran."""
+        """The control plane no longer wants this attempt (cancelled, or its preemption notice ran out):
+        signal it, and keep watching until it has ended, to ship its last output and what it ran."""
         log.info("stopping job %s attempt %s: no longer assigned here", t.job_id, t.attempt)
         self.backend.cancel(t.engine_id)
-        try:
+        self.draining[(t.job_id, t.attempt)] = (t, time.monotonic() + DRAIN_TIMEOUT_S)
+
+    def _drain(self, entry: tuple[Tracked, float]) -> bool:
+        """Ship a stopping attempt's output; once it has ended (or we stop waiting), its usage. True when done."""
+        t, deadline = entry
+        ended = self.backend.status(t.engine_id).state in FINISHED
+        if not ended and time.monotonic() < deadline:
             self._ship_logs(t, final=False)
+            return False
+        try:
+            self._ship_logs(t, final=ended)
             self._ship_usage(t)
         except ApiError as exc:
             log.warning("could not report the end of job %s: %s", t.job_id, exc.detail)
+        return True
 
     def _report(self, t: Tracked, state: str, **kwargs: Any) -> None:
         try:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from computegrid.core.jobs import ACTIVE_STATES, TERMINAL_STATES, JobState, can_transition
 from computegrid.services.errors import Conflict, Invalid, NotFound
-from computegrid.services.jobs import mark_lost, record_event
+from computegrid.services.jobs import mark_lost, record_event, requeue_preempted
 from computegrid.services.pool_state import allocation_of
 from computegrid.store.models import Job, JobAllocation, JobLogChunk, Node, UsageRecord
 
@@ -28,6 +28,7 @@ class Assignment:
     nodes: int
     placement: tuple[int, ...]  # node id of every rank of this attempt, so a site agent can start a gang whole
     spec: dict[str, Any]
+    stop_by_ms: int | None  # set while the attempt is being preempted
     device_indices: tuple[int, ...]
     milli_per_device: int
     cpu_milli: int
@@ -56,7 +57,7 @@ def assignments_for(*, session: Session, node: Node) -> list[Assignment]:
         by_rank = ranks.get(job.id, {alloc.rank: node.id})
         out.append(Assignment(job_id=job.id, attempt=job.attempt, state=job.state, node_id=node.id, rank=alloc.rank,
                               nodes=int(spec.get("nodes", 1)), placement=tuple(by_rank[r] for r in sorted(by_rank)),
-                              spec=spec, device_indices=allocation_of(alloc).device_indices,
+                              spec=spec, stop_by_ms=job.stop_by_ms, device_indices=allocation_of(alloc).device_indices,
                               milli_per_device=alloc.milli_per_device, cpu_milli=alloc.cpu_milli,
                               memory_mb=alloc.memory_mb))
     return out
@@ -77,6 +78,8 @@ def _job_on_node(session: Session, node: Node, job_id: int, attempt: int) -> Job
 def report_state(*, session: Session, node: Node, job_id: int, attempt: int, state: str, now_ms: int,
                  exit_code: int | None = None, reason: str = "", at_ms: int | None = None) -> Job:
     """Apply an agent's report. Repeats are no-ops; reports about a superseded attempt are refused."""
+    if state == STOPPED:
+        return _stopped(session, node, job_id, attempt, reason, now_ms)
     try:
         target = JobState(state)
     except ValueError as exc:
@@ -87,6 +90,10 @@ def report_state(*, session: Session, node: Node, job_id: int, attempt: int, sta
     if job.attempt != attempt:
         raise Conflict(f"job {job_id} is on attempt {job.attempt}; attempt {attempt} is superseded")
     current = JobState(job.state)
+    if current == JobState.PREEMPTING and target in (JobState.STARTING, JobState.RUNNING):
+        if job.started_ms is None:
+            job.started_ms = at_ms if at_ms is not None else now_ms
+        return job  # it started before it was told to stop: it stays preempting
     if current == target or (current in TERMINAL_STATES):
         return job  # a repeat, or the job was cancelled meanwhile: nothing to change
     if not can_transition(current, target):
@@ -102,6 +109,18 @@ def report_state(*, session: Session, node: Node, job_id: int, attempt: int, sta
         mark_lost(session, job, text, now_ms)
     else:
         record_event(session, job, target, text, now_ms)
+    return job
+
+
+STOPPED = "stopped"  # what an agent reports when an attempt it was told to stop (preemption) has ended
+
+
+def _stopped(session: Session, node: Node, job_id: int, attempt: int, reason: str, now_ms: int) -> Job:
+    job = _job_on_node(session, node, job_id, attempt)
+    if job.attempt != attempt or job.state != JobState.PREEMPTING.value:
+        return job  # already requeued (notice ran out) or ended otherwise: nothing to do
+    requeue_preempted(session, job, f"preempted attempt {attempt} stopped{': ' + reason if reason else ''}; "
+                      "requeued", now_ms)
     return job
 
 

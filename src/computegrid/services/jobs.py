@@ -68,6 +68,23 @@ def mark_lost(session: Session, job: Job, reason: str, now_ms: int) -> None:
         job.site_id = None
 
 
+def preempt(session: Session, job: Job, reason: str, now_ms: int, notice_ms: int) -> None:
+    """Take an interruptible job's capacity back: its agent signals it (SIGTERM, then the engine's grace
+    period) and it must stop by now + notice; it is then requeued and charged only for the time it ran."""
+    if notice_ms < 0:
+        raise Invalid("the notice period cannot be negative")
+    record_event(session, job, JobState.PREEMPTING, f"{reason}; stops within {notice_ms // 1000} s", now_ms)
+    job.stop_by_ms = now_ms + notice_ms
+
+
+def requeue_preempted(session: Session, job: Job, reason: str, now_ms: int) -> None:
+    """A preempted attempt has stopped (or its notice ran out): free its capacity and queue the job again.
+    A preemption is the platform's doing, so it never uses up the job's attempts."""
+    record_event(session, job, JobState.PENDING, reason, now_ms)
+    job.site_id = None
+    job.stop_by_ms = None
+
+
 def release_allocations(session: Session, job: Job) -> None:
     for alloc in session.scalars(select(JobAllocation).where(JobAllocation.job_id == job.id,
                                                              JobAllocation.active.is_(True))):

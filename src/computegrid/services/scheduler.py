@@ -23,7 +23,7 @@ from computegrid.core.placement.base import RttTable
 from computegrid.core.placement.preference import prefer_models
 from computegrid.core.throughput import default_throughputs
 from computegrid.services.clock import Clock
-from computegrid.services.jobs import mark_lost, record_event
+from computegrid.services.jobs import mark_lost, record_event, requeue_preempted
 from computegrid.services.pool_state import load_pool
 from computegrid.store.db import Database
 from computegrid.store.models import Job, JobAllocation, Node
@@ -199,10 +199,24 @@ class Scheduler:
                     lost += 1
         return lost
 
+    def end_overdue_preemptions(self) -> int:
+        """Preempted attempts whose notice has run out are requeued, and their capacity freed, even if
+        their agent has not yet said they stopped (it stops them when the assignment disappears)."""
+        now = self.clock.now_ms()
+        with self.db.transaction() as session:
+            overdue = session.scalars(select(Job).where(Job.state == JobState.PREEMPTING.value,
+                                                        Job.stop_by_ms < now)).all()
+            for job in overdue:
+                requeue_preempted(session, job, f"attempt {job.attempt} did not stop within its notice; requeued",
+                                  now)
+        return len(overdue)
+
     def tick(self, *, only_new: bool = False) -> TickResult:
-        """Declare silent nodes lost, then place pending jobs (only new ones if `only_new`)."""
+        """Declare silent nodes lost, end overdue preemptions, then place pending jobs (only new ones if
+        `only_new`)."""
         lost = self.declare_lost()
-        result = self.place_pending(only_new=only_new and lost == 0)
+        freed = self.end_overdue_preemptions()
+        result = self.place_pending(only_new=only_new and lost == 0 and freed == 0)
         result.lost = lost
         return result
 

@@ -111,6 +111,7 @@ class Job(Base):
     placed_ms: Mapped[int | None] = mapped_column(BigInteger)
     started_ms: Mapped[int | None] = mapped_column(BigInteger)
     ended_ms: Mapped[int | None] = mapped_column(BigInteger)
+    stop_by_ms: Mapped[int | None] = mapped_column(BigInteger)  # a preempted attempt must stop by then
 
 
 class JobAllocation(Base):

@@ -15,6 +15,7 @@ class JobState(StrEnum):
     PLACED = "placed"
     STARTING = "starting"
     RUNNING = "running"
+    PREEMPTING = "preempting"  # told to stop (spot capacity taken back); holds its devices until it stops
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -22,7 +23,7 @@ class JobState(StrEnum):
 
 
 TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
-ACTIVE_STATES = frozenset({JobState.PLACED, JobState.STARTING, JobState.RUNNING})
+ACTIVE_STATES = frozenset({JobState.PLACED, JobState.STARTING, JobState.RUNNING, JobState.PREEMPTING})
 
 
 @dataclass(frozen=True)
@@ -42,11 +43,13 @@ TRANSITIONS: tuple[Transition, ...] = (
     # The agent may report a later state first when a job is quick; that is allowed.
     _t("start", {S.PLACED}, S.STARTING),
     _t("run", {S.PLACED, S.STARTING}, S.RUNNING),
-    _t("succeed", {S.PLACED, S.STARTING, S.RUNNING}, S.SUCCEEDED),
-    _t("fail", {S.PLACED, S.STARTING, S.RUNNING}, S.FAILED),
-    _t("cancel", {S.PENDING, S.PLACED, S.STARTING, S.RUNNING, S.LOST}, S.CANCELLED),
-    _t("lose", {S.PLACED, S.STARTING, S.RUNNING}, S.LOST),
-    _t("requeue", {S.LOST}, S.PENDING),
+    _t("succeed", {S.PLACED, S.STARTING, S.RUNNING, S.PREEMPTING}, S.SUCCEEDED),
+    _t("fail", {S.PLACED, S.STARTING, S.RUNNING, S.PREEMPTING}, S.FAILED),
+    _t("cancel", {S.PENDING, S.PLACED, S.STARTING, S.RUNNING, S.PREEMPTING, S.LOST}, S.CANCELLED),
+    _t("lose", {S.PLACED, S.STARTING, S.RUNNING, S.PREEMPTING}, S.LOST),
+    # Interruptible work: a higher bid or an on-demand buyer takes the capacity back after a notice period.
+    _t("preempt", {S.PLACED, S.STARTING, S.RUNNING}, S.PREEMPTING),
+    _t("requeue", {S.LOST, S.PREEMPTING}, S.PENDING),
 )
 _BY_PAIR = {(src, t.to_state): t for t in TRANSITIONS for src in t.from_states}
 
