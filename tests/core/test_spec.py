@@ -422,3 +422,10 @@ def test_time_limit_in_seconds_or_durations(given: Any, seconds: int) -> None:
 @pytest.mark.parametrize("given", ["", "soon", "10x", 0, -5, True, 366 * 86400, "1.5h", [1]])
 def test_bad_time_limit_names_the_field(given: Any) -> None:
     assert [p.field for p in problems_of(base(time_limit=given))] == ["time_limit"]
+
+
+def test_reservation_names_a_lease() -> None:
+    spec = parse(base(reservation=12))
+    assert spec.reservation == 12 and parse(spec.to_dict()) == spec
+    assert [p.field for p in problems_of(base(reservation="twelve"))] == ["reservation"]
+    assert [p.field for p in problems_of(base(reservation=0))] == ["reservation"]

@@ -173,6 +173,7 @@ class Scheduler:
                                           milli_per_device=alloc.milli_per_device, cpu_milli=alloc.cpu_milli,
                                           memory_mb=alloc.memory_mb, active=True))
             where = ", ".join(sorted({nodes[a.node_id].name for a in placement.allocations}))
+            job.price_kind, job.price_fen_per_du = "on-demand", None  # the provider's posted schedule
             record_event(session, job, JobState.PLACED,
                          f"placed by {placement.policy} on {site_name}/{where} (attempt {job.attempt})", now)
         return True

@@ -112,6 +112,11 @@ class Job(Base):
     started_ms: Mapped[int | None] = mapped_column(BigInteger)
     ended_ms: Mapped[int | None] = mapped_column(BigInteger)
     stop_by_ms: Mapped[int | None] = mapped_column(BigInteger)  # a preempted attempt must stop by then
+    # The price of the current attempt, fixed at placement: how it was bought ("on-demand", "spot",
+    # "reserved") and a fixed fen/du (spot clearing price, reservation price), or None for the
+    # provider's posted schedule, applied to each usage interval by its time band.
+    price_kind: Mapped[str | None] = mapped_column(String(16))
+    price_fen_per_du: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class JobAllocation(Base):

@@ -24,7 +24,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TOP_KEYS = {
     "name", "run", "image", "workdir", "envs", "resources", "nodes", "placement",
     "interruptible", "max_price_fen_per_du", "deadline", "requeue_on_lost", "max_attempts", "workload",
-    "time_limit",
+    "time_limit", "reservation",
 }
 MAX_TIME_LIMIT_S = 365 * 24 * 3600
 _DURATION_RE = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
@@ -87,6 +87,7 @@ class JobSpec:
     max_attempts: int = 3
     workload: str | None = None  # a workload class of the throughput table, for choosing among models
     time_limit_s: int | None = None  # the engine stops the job after this long (Slurm --time, a K8s deadline)
+    reservation: int | None = None  # run on this reserved block (a lease id the tenant holds), at its price
 
     def to_dict(self) -> dict[str, Any]:
         """The canonical, JSON-ready form; `parse_job_spec(spec.to_dict())` gives the spec back."""
@@ -114,6 +115,8 @@ class JobSpec:
             out["workload"] = self.workload
         if self.time_limit_s is not None:
             out["time_limit"] = self.time_limit_s
+        if self.reservation is not None:
+            out["reservation"] = self.reservation
         if self.deadline_ms is not None:
             out["deadline"] = (_EPOCH + timedelta(milliseconds=self.deadline_ms)).isoformat()
         return out
@@ -352,6 +355,8 @@ def parse_job_spec(data: Any, catalog: Catalog) -> JobSpec:
         requeue_on_lost=_bool(c, "requeue_on_lost", data.get("requeue_on_lost", True)),
         max_attempts=_int_in(c, "max_attempts", data.get("max_attempts", 3), 1, 100) or 3,
         time_limit_s=_parse_time_limit(c, data.get("time_limit")),
+        reservation=_int_in(c, "reservation", data["reservation"], 1, 2**62) if data.get("reservation") is not None
+        else None,
     )
     if c.problems:
         raise SpecError(c.problems)
