@@ -15,6 +15,7 @@ from rich.console import Console
 
 from computegrid.cli.bench import bench_app
 from computegrid.cli.render import jobs_table, nodes_table, sites_table, state_text
+from computegrid.cli.sim import sim_app
 from computegrid.client import ApiError, Client
 
 app = typer.Typer(help="computegrid: pool, schedule and trade accelerator capacity.", no_args_is_help=True,
@@ -24,6 +25,7 @@ sites_app = typer.Typer(help="List or create sites.", invoke_without_command=Tru
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(sites_app, name="sites")
 app.add_typer(bench_app, name="bench")
+app.add_typer(sim_app, name="sim")
 out = Console()
 err = Console(stderr=True, soft_wrap=True)  # an error stays one line, whatever the terminal width
 FINAL = {"succeeded", "failed", "cancelled"}

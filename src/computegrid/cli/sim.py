@@ -1,0 +1,113 @@
+"""`computegrid sim`: the discrete-event simulator (sim/) from the terminal. No server, no database."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from computegrid.core.placement import policy_names
+from computegrid.core.queueing import QUEUE_POLICIES
+from computegrid.sim.pools import PoolError, load_pool
+from computegrid.sim.replay import BACKFILL_SCAN, ReplayProgress, ReplayResult, replay
+from computegrid.sim.traces import TraceError, compress, load_trace
+
+sim_app = typer.Typer(help="Simulate the grid: replay job traces on pools built from real inventories.",
+                      no_args_is_help=True)
+out = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def _progress(p: ReplayProgress) -> None:
+    err.print(f"replay: {p.done:,}/{p.total:,} jobs done, sim day {p.sim_ms / 86_400_000:.1f}, "
+              f"{p.running:,} running, {p.waiting:,} waiting, wall {p.wall_s:.1f} s", highlight=False)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 86400:,.1f} days" if seconds >= 86400 else f"{seconds:,.1f} s"
+
+
+def result_table(r: ReplayResult) -> Table:
+    """The replay's figures as a two-column table."""
+    table = Table(title=f"replay: {r.trace} on {r.pool} ({r.devices:,} devices), queue {r.queue}, "
+                        f"policy {r.policy}, seed {r.seed}")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    skipped = ", ".join(f"{k}: {v:,}" for k, v in r.skipped_rows.items())
+    unplaceable = "; ".join(f"{k}: {v:,}" for k, v in r.unplaceable.items())
+    rows = [
+        ("jobs", f"{r.jobs:,}" + (f" (trace rows skipped: {skipped})" if skipped else "")),
+        ("completed", f"{r.completed:,}"),
+        ("unplaceable", f"{r.unplaceable_total:,}" + (f" ({unplaceable})" if unplaceable else "")),
+        ("average JCT", f"{r.avg_jct_s:,.1f} s"),
+        ("mean wait", f"{r.mean_wait_s:,.1f} s"),
+        ("p95 wait", f"{r.p95_wait_s:,.1f} s"),
+        ("utilisation", f"{r.utilisation_pct:.2f} % (makespan {_duration(r.makespan_s)})"),
+        ("device-hours", f"{r.device_hours:,.1f}"),
+        ("du (rated FP16 PFLOP/s-hours)", f"{float(r.du):,.1f}"),
+    ]
+    if r.unmetered_device_hours:
+        rows.append(("device-hours without du (unknown FP16)",
+                     ", ".join(f"{m} {h:,.1f}" for m, h in r.unmetered_device_hours.items())))
+    if r.queue == "fair":
+        rows.append(("backfilled jobs", f"{r.backfilled:,}"))
+    rows += [("events", f"{r.events:,}"), ("wall time", f"{r.wall_s:.2f} s ({r.events / r.wall_s:,.0f} events/s)"
+                                           if r.wall_s > 0 else "0 s")]
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+@sim_app.command("replay")
+def replay_command(
+    trace: Annotated[str, typer.Option(help="philly, or a CSV with columns timestamp,duration,num_gpus[,group].")] =
+        "philly",
+    pool: Annotated[str, typer.Option(help="alibaba-spot, openb, or a node-list CSV "
+                                           "(sn,cpu_milli,memory_mib,gpu,model).")] = "alibaba-spot",
+    queue: Annotated[str, typer.Option(help="Queueing policy: fifo, sjf, or fair (fair share with backfill).")] =
+        "fifo",
+    policy: Annotated[str, typer.Option(help="Placement policy (see core/placement).")] = "best-fit",
+    seed: Annotated[int, typer.Option(help="Seed of the run's random generator.")] = 1,
+    speedup: Annotated[float, typer.Option(help="Bring arrivals this many times closer (load a pool harder).")] = 1.0,
+    backfill_scan: Annotated[int, typer.Option(min=0, help="Backfill candidates tried per pass.")] = BACKFILL_SCAN,
+    data_dir: Annotated[Path | None, typer.Option(help="The shared data folder (default: ../shared/data).")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the figures here as JSON.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress lines.")] = False,
+) -> None:
+    """Replay a job trace on one pool with a queueing and a placement policy; print JCT, waits and utilisation."""
+    if queue not in QUEUE_POLICIES:
+        raise fail(f"unknown queue policy {queue!r}; known: {', '.join(QUEUE_POLICIES)}")
+    if policy not in policy_names():
+        raise fail(f"unknown placement policy {policy!r}; known: {', '.join(policy_names())}")
+    if not speedup > 0:
+        raise fail(f"--speedup must be above 0, got {speedup}")
+    if json_out is not None and not json_out.parent.is_dir():
+        raise fail(f"{json_out}: its folder {json_out.parent} does not exist")
+    try:
+        jobs = compress(load_trace(trace, data_dir), speedup)
+        nodes = load_pool(pool, data_dir)
+    except (TraceError, PoolError) as exc:
+        raise fail(str(exc)) from exc
+    if not quiet:
+        err.print(f"replay: {len(jobs):,} jobs from {jobs.path} on {nodes.name} ({len(nodes.nodes):,} nodes, "
+                  f"{nodes.devices:,} devices, {len(nodes.sites)} sites)", highlight=False)
+    result = replay(jobs, nodes, queue=queue, policy=policy, seed=seed, backfill_scan=backfill_scan,
+                    progress=None if quiet else _progress)
+    out.print(result_table(result))
+    if json_out is not None:
+        figures = result.figures()
+        figures["trace_file"], figures["pool_file"], figures["speedup"] = str(jobs.path), nodes.source, speedup
+        try:
+            json_out.write_text(json.dumps(figures, indent=1) + "\n")
+        except OSError as exc:
+            raise fail(f"{json_out}: cannot write ({exc.strerror or exc})") from exc
+        out.print(f"wrote {json_out}")

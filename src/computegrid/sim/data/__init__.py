@@ -1,0 +1,1 @@
+"""Static tables for the simulator (regions, electricity prices, latency); each file names its sources."""
