@@ -59,6 +59,25 @@ def test_every_policy_honours_the_contract(name):
 
 
 @pytest.mark.parametrize("name", ALL)
+def test_every_policy_honours_a_price_limit(name):
+    # Three A100 nodes priced 900, 400 and unpriced (-1); prices move, so the pool takes updates.
+    pool = make_pool([node(1), node(2), node(3)],
+                     devices(1, "A100-80G", 4) + devices(2, "A100-80G", 4) + devices(3, "A100-80G", 4))
+    pool.set_prices({1: 900, 2: 400})
+    policy = get_policy(name)
+    for _ in range(3):  # repeated decisions go through the policies' caches
+        got = policy.place(pool, PlacementRequest(models=A100, milli_per_node=4000, max_price_fen_per_du=500))
+        assert isinstance(got, Placement) and got.allocations[0].node_id in (2, 3)
+    gang = policy.place(pool, PlacementRequest(models=A100, milli_per_node=4000, nodes=3, max_price_fen_per_du=500))
+    assert isinstance(gang, PlacementFailure)
+    assert "price (want <= 500 fen/du) excluded 1 node" in str(gang) and "gang needs 3 nodes, 2 fit" in str(gang)
+    pool.set_prices({2: 600, 3: 700})
+    none = policy.place(pool, PlacementRequest(models=A100, milli_per_node=1000, max_price_fen_per_du=500))
+    assert isinstance(none, PlacementFailure) and str(none).startswith("price (want <= 500 fen/du) excluded 3 nodes")
+    assert isinstance(policy.place(pool, PlacementRequest(models=A100, milli_per_node=1000)), Placement)
+
+
+@pytest.mark.parametrize("name", ALL)
 def test_gang_all_or_nothing_after_allocation(name):
     pool = two_node_pool()
     pool.allocate([NodeAllocation(2, (0,), 1, 0, 0)])

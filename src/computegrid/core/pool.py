@@ -22,7 +22,7 @@ compare integers, not strings.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +58,7 @@ class NodeInfo:
     up: bool
     cpu_milli: int
     memory_mb: int
+    price_fen_per_du: int = -1  # the node's current price per du; -1: not priced (passes any price limit)
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,8 @@ class PoolSnapshot:
         self.mem_total: IntArray = np.array([nd.memory_mb for nd in nodes], dtype=np.int64)
         self.cpu_free = self.cpu_total.copy()
         self.mem_free = self.mem_total.copy()
+        # Prices move with time bands and markets: the owner updates them with `set_prices`.
+        self.price: IntArray = np.array([nd.price_fen_per_du for nd in nodes], dtype=np.int64)
         known = [d for d in devices if d.node_id in self.node_row]
         known.sort(key=lambda d: (self.node_row[d.node_id], d.index))
         self.dev_node: IntArray = np.array([self.node_row[d.node_id] for d in known], dtype=np.int64)
@@ -126,6 +129,13 @@ class PoolSnapshot:
         self._changes_limit = max(4 * n, 65_536)
         #: caches of things that depend only on static columns (policies and filters key them)
         self.static_cache: dict[Any, Any] = {}
+
+    def set_prices(self, prices: Mapping[int, int]) -> None:
+        """Set nodes' current price per du (fen) by node id; -1 marks a node as not priced."""
+        for node_id, fen in prices.items():
+            row = self.node_row.get(node_id)
+            if row is not None:
+                self.price[row] = fen
 
     @property
     def node_count(self) -> int:

@@ -42,6 +42,7 @@ class PlacementRequest:
     max_rtt_ms: int | None = None
     workload: str | None = None
     model_preference: tuple[str, ...] = ()
+    max_price_fen_per_du: int | None = None  # only nodes priced at most this (unpriced nodes pass)
 
     @classmethod
     def from_spec(cls, spec: JobSpec) -> PlacementRequest:
@@ -57,6 +58,7 @@ class PlacementRequest:
             user_region=spec.routing.user_region,
             max_rtt_ms=spec.routing.max_rtt_ms,
             workload=spec.workload,
+            max_price_fen_per_du=spec.max_price_fen_per_du,
         )
 
     @property
@@ -148,6 +150,15 @@ def _latency_mask(pool: PoolSnapshot, table: RttTable, user_region: str, max_rtt
 _EMPTY_RTT: dict[tuple[str, str], int] = {}
 
 
+def _price_mask(pool: PoolSnapshot, limit: int) -> BoolArray:
+    """Nodes whose current price per du is within the limit; not cached, since prices move."""
+    return np.asarray((pool.price <= limit) | (pool.price < 0), dtype=np.bool_)
+
+
+def _price_name(limit: int) -> str:
+    return f"price (want <= {limit} fen/du)"
+
+
 def _devices_fit(pool: PoolSnapshot, req: PlacementRequest, candidates: BoolArray) -> BoolArray:
     """Per node: enough devices of an accepted kind can take the share now (exact on `candidates`)."""
     dev_ok, counts, all_ok = device_eligibility(pool, req)
@@ -178,6 +189,9 @@ def static_mask(pool: PoolSnapshot, req: PlacementRequest, rtt: RttTable | None 
     if req.user_region is not None and req.max_rtt_ms is not None:
         near = _latency_mask(pool, rtt if rtt is not None else _EMPTY_RTT, req.user_region, req.max_rtt_ms)
         mask = near if mask is None else mask & near
+    if req.max_price_fen_per_du is not None:
+        cheap = _price_mask(pool, req.max_price_fen_per_du)
+        mask = cheap if mask is None else mask & cheap
     if req.milli_per_node:
         key = ("kinds-mask", req.models, req.min_device_memory_gb)
         kinds = pool.static_cache.get(key)
@@ -201,6 +215,8 @@ def feasible_mask(pool: PoolSnapshot, req: PlacementRequest, rtt: RttTable | Non
         mask &= _tier_mask(pool, req.tier)
     if req.user_region is not None and req.max_rtt_ms is not None:
         mask &= _latency_mask(pool, rtt if rtt is not None else _EMPTY_RTT, req.user_region, req.max_rtt_ms)
+    if req.max_price_fen_per_du is not None:
+        mask &= _price_mask(pool, req.max_price_fen_per_du)
     if req.milli_per_node:
         mask &= _devices_fit(pool, req, mask)
     return mask
@@ -230,6 +246,8 @@ def feasible_nodes(pool: PoolSnapshot, req: PlacementRequest, rtt: RttTable | No
     if req.user_region is not None and req.max_rtt_ms is not None:
         apply(f"latency (want <= {req.max_rtt_ms} ms from {req.user_region})",
               _latency_mask(pool, rtt if rtt is not None else _EMPTY_RTT, req.user_region, req.max_rtt_ms))
+    if req.max_price_fen_per_du is not None and not empty:  # prices move: "ever fits" ignores today's price
+        apply(_price_name(req.max_price_fen_per_du), _price_mask(pool, req.max_price_fen_per_du))
     cpu = pool.cpu_total if empty else pool.cpu_free
     mem = pool.mem_total if empty else pool.mem_free
     fitting = np.zeros(n, dtype=np.int64)
@@ -259,6 +277,8 @@ def failure(pool: PoolSnapshot, req: PlacementRequest, rtt: RttTable | None, fou
     if req.user_region is not None and req.max_rtt_ms is not None:
         steps.append((f"latency (want <= {req.max_rtt_ms} ms from {req.user_region})",
                       _latency_mask(pool, rtt if rtt is not None else _EMPTY_RTT, req.user_region, req.max_rtt_ms)))
+    if req.max_price_fen_per_du is not None:
+        steps.append((_price_name(req.max_price_fen_per_du), _price_mask(pool, req.max_price_fen_per_du)))
     for name, keep in steps:
         new = mask & keep
         exclusions.append((name, int(np.count_nonzero(mask)) - int(np.count_nonzero(new))))

@@ -253,6 +253,7 @@ class ScoredPolicy:
         canonical = self._canonical.get(key)
         if canonical is None:
             canonical = self._canonical[key] = replace(req, models=frozenset(), min_device_memory_gb=0.0, tier=None,
+                                                       max_price_fen_per_du=None,
                                                        user_region=None, max_rtt_ms=None, nodes=1)
         ranked = self.ranks.ranked(pool, key, lambda rows: moving_fit(pool, req, rows),
                                    lambda row: moving_fit_row(pool, req, row),
