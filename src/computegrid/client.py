@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -209,3 +210,151 @@ class Client:
         result = self._call("POST", f"/v1/agent/jobs/{job_id}/usage", json={
             "node_id": node_id, "attempt": attempt, "intervals": intervals})
         return int(result["recorded"])
+
+    # -- money
+    def _keyed(self, path: str, body: dict[str, Any], idempotency_key: str | None) -> dict[str, Any]:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        result: dict[str, Any] = self._call("POST", path, json=body, headers=headers)
+        return result
+
+    def _text(self, path: str, params: dict[str, Any] | None = None) -> str:
+        response = self.http.get(path, params={k: v for k, v in (params or {}).items() if v is not None})
+        if response.status_code >= 400:
+            self._call("GET", path, params=params)  # raises ApiError with the server's reason
+        return response.text
+
+    def wallet(self, tenant: str | None = None, *, as_of_ms: int | None = None) -> dict[str, Any]:
+        params = {k: v for k, v in (("tenant", tenant), ("as_of_ms", as_of_ms)) if v is not None}
+        result: dict[str, Any] = self._call("GET", "/v1/wallet", params=params)
+        return result
+
+    def top_up(self, tenant: str, amount_fen: int, *, idempotency_key: str | None = None) -> dict[str, Any]:
+        return self._keyed("/v1/topups", {"tenant": tenant, "amount_fen": amount_fen}, idempotency_key)
+
+    def set_tenant_profile(self, tenant: str, *, region: str = "", industry_tags: list[str] | None = None,
+                           credit_limit_fen: int = 0, affiliated_providers: list[str] | None = None) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("PUT", f"/v1/tenants/{tenant}/profile", json={
+            "region": region, "industry_tags": industry_tags or [], "credit_limit_fen": credit_limit_fen,
+            "affiliated_providers": affiliated_providers or []})
+        return result
+
+    def tenant_profile(self, tenant: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"/v1/tenants/{tenant}/profile")
+        return result
+
+    def statement_csv(self, account: str | None = None, *, since_ms: int | None = None,
+                      until_ms: int | None = None) -> str:
+        return self._text("/v1/ledger/statement", {"account": account, "since_ms": since_ms, "until_ms": until_ms})
+
+    def ledger_balances(self, *, as_of_ms: int | None = None) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "/v1/ledger/balances",
+                                            params={"as_of_ms": as_of_ms} if as_of_ms is not None else None)
+        return result
+
+    def set_prices(self, provider: str, schedule: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("PUT", f"/v1/prices/{provider}", json=schedule)
+        return result
+
+    def prices(self, provider: str | None = None) -> Any:
+        return self._call("GET", f"/v1/prices/{provider}" if provider else "/v1/prices")
+
+    def products(self, *, include_retired: bool = False) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", "/v1/products",
+                                                  params={"include_retired": include_retired})
+        return result
+
+    def create_product(self, product: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", "/v1/products", json=product)
+        return result
+
+    def retire_product(self, product_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", f"/v1/products/{product_id}/retire")
+        return result
+
+    def buy(self, product_id: str, *, quantity: int = 1, tenant: str | None = None,
+            idempotency_key: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"product_id": product_id, "quantity": quantity}
+        if tenant is not None:
+            body["tenant"] = tenant
+        return self._keyed("/v1/purchases", body, idempotency_key)
+
+    def holdings(self, tenant: str | None = None) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", "/v1/holdings", params={"tenant": tenant} if tenant else None)
+        return result
+
+    def refund_holding(self, holding_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", f"/v1/holdings/{quote(holding_id, safe='')}/refund")
+        return result
+
+    def expire_holdings(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", "/v1/holdings/expire")
+        return result
+
+    def voucher_programs(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", "/v1/voucher-programs")
+        return result
+
+    def create_voucher_program(self, program: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", "/v1/voucher-programs", json=program)
+        return result
+
+    def fund_voucher_program(self, program_id: str, amount_fen: int, *,
+                             idempotency_key: str | None = None) -> dict[str, Any]:
+        return self._keyed(f"/v1/voucher-programs/{program_id}/fund", {"amount_fen": amount_fen}, idempotency_key)
+
+    def grant_voucher(self, program_id: str, tenant: str, *, amount_fen: int | None = None,
+                      expires_ms: int | None = None, idempotency_key: str | None = None) -> dict[str, Any]:
+        return self._keyed("/v1/voucher-grants", {"program_id": program_id, "tenant": tenant,
+                                                  "amount_fen": amount_fen, "expires_ms": expires_ms},
+                           idempotency_key)
+
+    def voucher_grants(self, tenant: str | None = None) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", "/v1/voucher-grants",
+                                                  params={"tenant": tenant} if tenant else None)
+        return result
+
+    def voucher_report_csv(self, program_id: str) -> str:
+        return self._text(f"/v1/voucher-programs/{program_id}/report")
+
+    def charges(self, *, tenant: str | None = None, job_id: int | None = None, status: str | None = None,
+                limit: int = 100) -> list[dict[str, Any]]:
+        params = {k: v for k, v in (("tenant", tenant), ("job_id", job_id), ("status", status), ("limit", limit))
+                  if v is not None}
+        result: list[dict[str, Any]] = self._call("GET", "/v1/charges", params=params)
+        return result
+
+    def run_invoices(self, period: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", "/v1/invoices/run", json={"period": period})
+        return result
+
+    def invoices(self, *, tenant: str | None = None, period: str | None = None) -> list[dict[str, Any]]:
+        params = {k: v for k, v in (("tenant", tenant), ("period", period)) if v is not None}
+        result: list[dict[str, Any]] = self._call("GET", "/v1/invoices", params=params)
+        return result
+
+    def invoice(self, invoice_id: int) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"/v1/invoices/{invoice_id}")
+        return result
+
+    def invoice_csv(self, invoice_id: int) -> str:
+        return self._text(f"/v1/invoices/{invoice_id}/csv")
+
+    def receivables(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", "/v1/receivables")
+        return result
+
+    def start_payout(self, provider: str, amount_fen: int, *, idempotency_key: str | None = None) -> dict[str, Any]:
+        return self._keyed("/v1/payouts", {"provider": provider, "amount_fen": amount_fen}, idempotency_key)
+
+    def confirm_payout(self, payout_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", f"/v1/payouts/{payout_id}/confirm")
+        return result
+
+    def fail_payout(self, payout_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", f"/v1/payouts/{payout_id}/fail")
+        return result
+
+    def payouts(self, provider: str | None = None) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", "/v1/payouts", params={"provider": provider} if provider
+                                                  else None)
+        return result

@@ -93,3 +93,14 @@ def test_unknown_job_and_bad_ids(world: World) -> None:
     assert world.call("alice", "GET", "/v1/jobs/abc").status_code == 422
     assert world.call("alice", "GET", "/v1/jobs?state=bogus").status_code == 422
     assert world.call("alice", "GET", "/v1/jobs/1/logs?offset=-5").status_code in (404, 422)
+
+
+def test_values_the_database_cannot_hold_are_a_422_not_a_500(world: World) -> None:
+    before = world.counts()
+    huge = world.call("alice", "GET", "/v1/jobs/99999999999999999999")
+    assert huge.status_code == 422 and "out of range" in huge.json()["detail"]
+    nul = world.call("alice", "POST", "/v1/jobs", json={"name": "nul", "run": "echo a\u0000b"})
+    assert nul.status_code in (201, 422), nul.text  # SQLite stores NUL; PostgreSQL text cannot
+    if nul.status_code == 422:
+        assert "refused a value" in nul.json()["detail"]
+        assert world.counts() == before

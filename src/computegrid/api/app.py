@@ -10,12 +10,13 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CollectorRegistry
+from sqlalchemy.exc import DataError
 
 from computegrid import __version__
 from computegrid.api.deps import AppState
 from computegrid.api.limits import BodySizeLimit
 from computegrid.api.metrics import RequestMetrics, StoreCollector
-from computegrid.api.routes import accounts, agent, jobs, sites, system
+from computegrid.api.routes import accounts, agent, jobs, money, sites, system
 from computegrid.core.jobs import InvalidTransition
 from computegrid.services.errors import ServiceError
 from computegrid.services.submissions import SubmissionWriter
@@ -74,7 +75,7 @@ def create_app(state: AppState, *, max_body_bytes: int = DEFAULT_MAX_BODY) -> Fa
                                         if wake else None)
     state.registry.register(StoreCollector(state))
     app.state.computegrid = state
-    for module in (system, accounts, sites, jobs, agent):
+    for module in (system, accounts, sites, jobs, agent, money):
         app.include_router(module.router)
 
     @app.get("/", include_in_schema=False)
@@ -91,6 +92,17 @@ def create_app(state: AppState, *, max_body_bytes: int = DEFAULT_MAX_BODY) -> Fa
     @app.exception_handler(InvalidTransition)
     async def invalid_transition(_request: Request, exc: InvalidTransition) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(OverflowError)
+    async def overflow(_request: Request, exc: OverflowError) -> JSONResponse:
+        return JSONResponse({"detail": f"a number is out of range: {exc}"}, status_code=422)
+
+    @app.exception_handler(DataError)
+    async def data_error(_request: Request, exc: DataError) -> JSONResponse:
+        # The database refused a value the checks let through (an out-of-range integer, a NUL byte in text).
+        # The transaction has rolled back: nothing changed.
+        reason = str(exc.orig).splitlines()[0] if exc.orig is not None else "invalid value"
+        return JSONResponse({"detail": f"the database refused a value: {reason}"}, status_code=422)
 
     app.add_middleware(BodySizeLimit, max_body_bytes=max_body_bytes)
     app.add_middleware(RequestCounter, metrics=state.http)

@@ -13,6 +13,7 @@ import typer
 import yaml
 from rich.console import Console
 
+from computegrid.cli import money
 from computegrid.cli.bench import bench_app
 from computegrid.cli.render import jobs_table, nodes_table, sites_table, state_text
 from computegrid.cli.sim import sim_app
@@ -290,6 +291,9 @@ def sites_create(name: str,
 def nodes(site: Annotated[str | None, typer.Option(help="Only this site.")] = None) -> None:
     """List nodes with their devices and last heartbeat."""
     out.print(nodes_table(call(client().nodes, site)))
+
+
+money.register(app)  # after the core commands, so `--help` lists those first
 
 
 if __name__ == "__main__":

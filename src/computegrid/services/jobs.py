@@ -13,6 +13,7 @@ from computegrid.core.catalog import Catalog
 from computegrid.core.jobs import ACTIVE_STATES, JobSpec, JobState, SpecError, parse_job_spec, transition
 from computegrid.core.placement.base import PlacementRequest, feasible_nodes
 from computegrid.core.pool import PoolSnapshot
+from computegrid.services.billing.charges import charge_attempt
 from computegrid.services.errors import Forbidden, Invalid, NotFound
 from computegrid.services.principal import Principal
 from computegrid.services.submissions import WAITING_REASON, Stored, Submission
@@ -57,6 +58,8 @@ def record_event(session: Session, job: Job, to_state: JobState, reason: str, no
                          reason=reason))
     if src in ACTIVE_STATES and to_state not in ACTIVE_STATES:
         release_allocations(session, job)  # capacity is held exactly while the job is active
+        # Money: the attempt has ended. Capture its price now, while the job row still holds it.
+        charge_attempt(session, job, job.attempt, now_ms)
 
 
 def mark_lost(session: Session, job: Job, reason: str, now_ms: int) -> None:

@@ -172,3 +172,6 @@ class UsageRecord(Base):
     cpu_milli: Mapped[int] = mapped_column(BigInteger, default=0)
     start_ms: Mapped[int] = mapped_column(BigInteger)
     end_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+import computegrid.store.models_billing  # noqa: E402, F401  (billing tables share Base; imported for metadata)
