@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,ray,kubernetes]'
+	$(PY) -m pip install -q -e '.[dev,ray,kubernetes,sim]'
 	touch $(STAMP)
 
 install: $(STAMP)

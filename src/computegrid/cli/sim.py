@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -12,9 +13,14 @@ from rich.table import Table
 
 from computegrid.core.placement import policy_names
 from computegrid.core.queueing import QUEUE_POLICIES
+from computegrid.sim.demand import Demand, DemandParams
+from computegrid.sim.federation import FederationResult, run_federation
+from computegrid.sim.metrics import HEADLINE
 from computegrid.sim.pools import PoolError, load_pool
 from computegrid.sim.replay import BACKFILL_SCAN, ReplayProgress, ReplayResult, replay
+from computegrid.sim.report import write_json, write_report
 from computegrid.sim.traces import TraceError, compress, load_trace
+from computegrid.sim.world import WorldProgress
 
 sim_app = typer.Typer(help="Simulate the grid: replay job traces on pools built from real inventories.",
                       no_args_is_help=True)
@@ -111,3 +117,80 @@ def replay_command(
         except OSError as exc:
             raise fail(f"{json_out}: cannot write ({exc.strerror or exc})") from exc
         out.print(f"wrote {json_out}")
+
+
+def _world_progress(p: WorldProgress) -> None:
+    err.print(f"federation: {p.world}: sim hour {p.sim_ms / 3_600_000:,.1f}, {p.arrived:,}/{p.total:,} jobs arrived, "
+              f"{p.running:,} running, {p.waiting:,} waiting, wall {p.wall_s:.1f} s", highlight=False)
+
+
+def federation_table(r: FederationResult) -> Table:
+    """Both worlds' headline figures side by side, with computegrid's reduction against isolated."""
+    d = r.demand
+    table = Table(title=f"federation: {r.trace} on {r.pool} ({r.devices:,} devices, {r.sites} sites), seed {r.seed}; "
+                        f"{len(d):,} jobs, offered load {d.offered_load:.3f}")
+    table.add_column("figure")
+    for name in r.worlds:
+        table.add_column(name, justify="right")
+    table.add_column("computegrid vs isolated", justify="right")
+    figures = {name: m.figures() for name, m in r.worlds.items()}
+    for metric in HEADLINE:
+        cells = []
+        for name in r.worlds:
+            value = figures[name][metric]
+            cells.append(f"{value:,.3f}" if isinstance(value, float) else f"{value:,}")
+        cut = r.reduction_pct(metric) if "isolated" in r.worlds and "computegrid" in r.worlds else None
+        table.add_row(metric, *cells, "" if cut is None else f"{-cut:+.1f} %")
+    return table
+
+
+@sim_app.command("federation")
+def federation_command(
+    pool: Annotated[str, typer.Option(help="alibaba-spot, openb, or a node-list CSV.")] = "alibaba-spot",
+    trace: Annotated[str, typer.Option(help="philly, or a CSV with columns timestamp,duration,num_gpus[,group].")] =
+        "philly",
+    seed: Annotated[int, typer.Option(help="Seed of the demand and of both worlds.")] = 1,
+    load: Annotated[float, typer.Option(help="Offered load to build the demand up to (share of the pool).")] =
+        DemandParams.target_load,
+    data_dir: Annotated[Path | None, typer.Option(help="The shared data folder (default: ../shared/data).")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write both worlds' figures here as JSON.")] = None,
+    report: Annotated[Path | None, typer.Option(help="Write index.html and PNG plots into this folder.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress lines.")] = False,
+) -> None:
+    """Run the isolated world and the computegrid world on the same demand; compare idle capacity, unmet demand,
+    waits, latency SLOs, cost per du and energy."""
+    if not 0 < load <= 2:
+        raise fail(f"--load must be in (0, 2], got {load}")
+    for path in (json_out,):
+        if path is not None and not path.parent.is_dir():
+            raise fail(f"{path}: its folder {path.parent} does not exist")
+    if report is not None and report.exists() and not report.is_dir():
+        raise fail(f"{report}: exists and is not a folder")
+    try:
+        jobs = load_trace(trace, data_dir)
+        nodes = load_pool(pool, data_dir)
+    except (TraceError, PoolError) as exc:
+        raise fail(str(exc)) from exc
+
+    def announce(demand: Demand) -> None:
+        if not quiet:
+            summary = demand.summary()
+            err.print(f"federation: {len(demand):,} jobs from {summary['copies']} copies of {jobs.name} "
+                      f"({', '.join(f'{k} {v:,}' for k, v in summary['by_kind'].items())}); offered load "
+                      f"{demand.offered_load:.3f} of {nodes.devices:,} devices on {nodes.name}", highlight=False)
+
+    try:
+        result = run_federation(jobs, nodes, seed=seed, params=replace(DemandParams(), target_load=load),
+                                progress=None if quiet else _world_progress, on_demand=announce)
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
+    out.print(federation_table(result))
+    try:
+        if json_out is not None:
+            write_json(result, json_out)
+            out.print(f"wrote {json_out}")
+        if report is not None:
+            written = write_report(result, report)
+            out.print(f"wrote {report / 'index.html'} and {len(written) - 1} plots")
+    except OSError as exc:
+        raise fail(f"cannot write the output ({exc.strerror or exc})") from exc
