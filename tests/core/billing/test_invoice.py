@@ -238,3 +238,13 @@ def test_a_card_covering_part_of_a_line_splits_it_by_du_rounding_half_up():
     assert (ln.card_du, ln.card_list_fen, ln.card_value_fen, ln.discount_fen) == (1, 501, 800, -299)
     assert (ln.voucher_eligible_fen, ln.voucher_fen, ln.net_fen, ln.fee_fen, ln.provider_fen) == (500, 100, 400, 100,
                                                                                                    901)
+
+
+def test_a_line_that_costs_nothing_leaves_cards_alone():
+    # Usage on a reserved block (paid when the block was bought) is billed at 0 fen: the card keeps its du.
+    ledger, holdings, prog, grant = _setup()
+    reserved = UsageLine("r1", 0, "p1", "A100-80G", "hub", Fraction(1, 2), 0, False, T_BUY + 1)
+    inv = _invoice(ledger, holdings, prog, grant, lines=(reserved,))
+    (ln,) = inv.lines
+    assert (ln.card_du, ln.card_value_fen, ln.net_fen) == (0, 0, 0)
+    assert inv.holdings == holdings

@@ -199,7 +199,8 @@ def build_invoice(*, tenant: TenantProfile, period: str, at_ms: int, lines: Sequ
     usage = voucher_usage
     priced: list[InvoiceLine] = []
     for line in sorted(lines, key=lambda ln: (ln.at_ms, ln.job_id, ln.attempt)):
-        drawn = draw_down(current, line.du, line.model, line.at_ms)
+        # A line that costs nothing (reserved blocks are paid up front) never uses up prepaid du.
+        drawn = draw_down(current, line.du if line.gross_fen > 0 else Fraction(0), line.model, line.at_ms)
         current = drawn.holdings
         card_list = round_half_up(line.gross_fen * drawn.covered_du / line.du) if line.du else 0
         cash = line.gross_fen - card_list
