@@ -358,3 +358,69 @@ class Client:
         result: list[dict[str, Any]] = self._call("GET", "/v1/payouts", params={"provider": provider} if provider
                                                   else None)
         return result
+
+    # -- market
+    def _market_list(self, path: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", path, params={k: v for k, v in params.items()
+                                                                       if v is not None})
+        return result
+
+    def create_offer(self, offer: dict[str, Any]) -> dict[str, Any]:
+        """Offer devices (site, model, devices, floor_fen_per_du, kind spot|reserved, window_*_ms)."""
+        result: dict[str, Any] = self._call("POST", "/v1/market/offers", json=offer)
+        return result
+
+    def offers(self, *, kind: str | None = None, state: str | None = None, site: str | None = None,
+               model: str | None = None, region: str | None = None) -> list[dict[str, Any]]:
+        return self._market_list("/v1/market/offers", {"kind": kind, "state": state, "site": site, "model": model,
+                                                       "region": region})
+
+    def cancel_offer(self, offer_id: int) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("DELETE", f"/v1/market/offers/{offer_id}")
+        return result
+
+    def create_bid(self, bid: dict[str, Any]) -> dict[str, Any]:
+        """A job's spot bid ({job_id, limit_fen_per_du}) or a reserved bid ({kind: reserved, ...})."""
+        result: dict[str, Any] = self._call("POST", "/v1/market/bids", json=bid)
+        return result
+
+    def bids(self, *, state: str | None = None, kind: str | None = None,
+             tenant: str | None = None) -> list[dict[str, Any]]:
+        return self._market_list("/v1/market/bids", {"state": state, "kind": kind, "tenant": tenant})
+
+    def cancel_bid(self, bid_id: int) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("DELETE", f"/v1/market/bids/{bid_id}")
+        return result
+
+    def run_market_round(self, *, notice_ms: int | None = None) -> dict[str, Any]:
+        body = {} if notice_ms is None else {"notice_ms": notice_ms}
+        result: dict[str, Any] = self._call("POST", "/v1/market/rounds", json=body)
+        return result
+
+    def spot_index(self, *, model: str | None = None, region: str | None = None, since_ms: int | None = None,
+                   until_ms: int | None = None) -> list[dict[str, Any]]:
+        return self._market_list("/v1/market/spot-index", {"model": model, "region": region, "since": since_ms,
+                                                           "until": until_ms})
+
+    def quote(self, ask: dict[str, Any]) -> dict[str, Any]:
+        """Quote a job spec ({"job": spec}) or a request ({"devices": 2, "models": "A100", ...})."""
+        result: dict[str, Any] = self._call("POST", "/v1/market/quote", json=ask)
+        return result
+
+    def buy_reservation(self, offer_id: int, devices: int, start_ms: int, end_ms: int, *,
+                        idempotency_key: str | None = None) -> dict[str, Any]:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        result: dict[str, Any] = self._call("POST", "/v1/reservations", headers=headers, json={
+            "offer_id": offer_id, "devices": devices, "start_ms": start_ms, "end_ms": end_ms})
+        return result
+
+    def reservations(self, *, tenant: str | None = None) -> list[dict[str, Any]]:
+        return self._market_list("/v1/reservations", {"tenant": tenant})
+
+    def resell_reservation(self, reservation_id: int, devices: int, floor_fen_per_du: int, *,
+                           from_ms: int | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"devices": devices, "floor_fen_per_du": floor_fen_per_du}
+        if from_ms is not None:
+            body["from_ms"] = from_ms
+        result: dict[str, Any] = self._call("POST", f"/v1/reservations/{reservation_id}/resell", json=body)
+        return result

@@ -13,6 +13,7 @@ import typer
 import yaml
 from rich.console import Console
 
+from computegrid.cli import market as market_cli
 from computegrid.cli import money
 from computegrid.cli.bench import bench_app
 from computegrid.cli.render import jobs_table, nodes_table, sites_table, state_text
@@ -294,6 +295,7 @@ def nodes(site: Annotated[str | None, typer.Option(help="Only this site.")] = No
 
 
 money.register(app)  # after the core commands, so `--help` lists those first
+market_cli.register(app)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.engine import Connection
@@ -24,9 +25,14 @@ from computegrid.core.placement.preference import prefer_models
 from computegrid.core.throughput import default_throughputs
 from computegrid.services.clock import Clock
 from computegrid.services.jobs import mark_lost, record_event, requeue_preempted
+from computegrid.services.market.capacity import place_on
+from computegrid.services.market.common import DEFAULT_NOTICE_MS
+from computegrid.services.market.placement import MarketJob, MarketPass, Target, load_pass, market_job
+from computegrid.services.market.rounds import run_round
 from computegrid.services.pool_state import load_pool
 from computegrid.store.db import Database
 from computegrid.store.models import Job, JobAllocation, Node
+from computegrid.store.models_market import MarketLease
 
 log = logging.getLogger(__name__)
 UNPRICED_FEN_PER_DU = 100
@@ -80,6 +86,10 @@ class Scheduler:
     wake: SchedulerWake = field(default_factory=SchedulerWake)
     full_pass_every_s: float = 2.0
     new_jobs_poll_s: float | None = None  # without an in-process wake, look for new jobs this often
+    market_interval_s: float = 10.0  # a market round (spot auction, reserved bids) this often; inf: only on call
+    market_notice_ms: int = DEFAULT_NOTICE_MS  # SIGTERM now, stopped this much later, when spot work is preempted
+    _market: dict[int, MarketJob | None] = field(default_factory=dict)
+    _last_round: float = float("-inf")
     _seen_max_id: int = 0
     _leader: Connection | None = None
     _is_leader: bool = False
@@ -87,6 +97,7 @@ class Scheduler:
     def __post_init__(self) -> None:
         # Nodes get a full timeout after the control plane (re)starts before being declared lost.
         self.started_ms = self.clock.now_ms()
+        self._last_round = time.monotonic()  # the first market round comes one interval after start
 
     def place_pending(self, *, only_new: bool = False) -> TickResult:
         """One pass over the oldest pending jobs, first come first tried.
@@ -104,32 +115,59 @@ class Scheduler:
                 if not only_new:
                     self._requests.clear()
                     self._reasons.clear()
+                    self._market.clear()
                 return result
             pool = load_pool(session=session)
             missing = [i for i in pending_ids if i not in self._requests]
             if missing:
                 for job_id, spec in session.execute(select(Job.id, Job.spec).where(Job.id.in_(missing))):
-                    self._requests[job_id] = self._parse(spec)
+                    self._requests[job_id], self._market[job_id] = self._parse(spec)
+            market = load_pass(session, pool, self.clock.now_ms(),
+                               {i: m for i in pending_ids if (m := self._market.get(i)) is not None})
         self._seen_max_id = max(self._seen_max_id, pending_ids[-1])
         if not only_new:  # forget jobs that left the queue some other way (cancelled while pending)
             live, last = set(pending_ids), pending_ids[-1]
-            for cache in (self._requests, self._reasons):
+            for cache in (self._requests, self._reasons, self._market):
                 for job_id in [k for k in cache if k <= last and k not in live]:
                     del cache[job_id]
         reasons: dict[int, str] = {}
         for job_id in pending_ids:
             req = self._requests[job_id]
-            outcome: Placement | PlacementFailure | str = req if isinstance(req, str) else self.policy.place(
-                pool, req, self.rtt)
+            mjob = self._market.get(job_id)
+            decision = market.decide(job_id, mjob, self.rtt) if mjob is not None and not isinstance(req, str) \
+                else None
+            if isinstance(decision, str):
+                result.waiting += 1
+                if self._reasons.get(job_id) != decision:
+                    reasons[job_id] = decision
+                continue
+            outcome: Placement | PlacementFailure | str
+            if isinstance(req, str):
+                outcome = req
+            elif decision is not None:
+                if decision.reservation_id is not None:
+                    market.withholding.release(decision.site, decision.model)
+                outcome = place_on(pool, req, decision.site, decision.model, self.rtt)
+            else:
+                outcome = self.policy.place(pool, req, self.rtt)
             if isinstance(outcome, Placement):
-                if self._persist(job_id, outcome, pool.site[pool.node_row[outcome.allocations[0].node_id]]):
+                persisted = self._persist(job_id, outcome, pool.site[pool.node_row[outcome.allocations[0].node_id]],
+                                          decision)
+                if persisted:
                     pool.allocate(outcome.allocations)
                     result.placed += 1
+                    if decision is not None:
+                        market.placed(decision)
+                self._rewithhold(market, decision, placed=persisted)
                 self._requests.pop(job_id, None)
                 self._reasons.pop(job_id, None)
+                self._market.pop(job_id, None)
                 continue
+            self._rewithhold(market, decision, placed=False)
             result.waiting += 1
             reason = f"waiting: {outcome}"
+            if decision is not None:
+                reason = f"waiting: its {decision.price_kind} devices at {decision.site} are not free yet: {outcome}"
             if self._reasons.get(job_id) != reason:
                 reasons[job_id] = reason
         if reasons:
@@ -144,24 +182,36 @@ class Scheduler:
             self._reasons.update(reasons)
         return result
 
-    def _parse(self, spec_json: str) -> PlacementRequest | str:
+    def _parse(self, spec_json: str) -> tuple[PlacementRequest | str, MarketJob | None]:
         try:
-            req = PlacementRequest.from_spec(parse_job_spec(json.loads(spec_json), self.catalog))
+            spec = parse_job_spec(json.loads(spec_json), self.catalog)
         except SpecError as exc:
-            return f"stored spec no longer valid: {exc}"
+            return f"stored spec no longer valid: {exc}", None
+        req = PlacementRequest.from_spec(spec)
         if req.workload is not None and len(req.models) > 1:
             # Until providers post prices (the market), every model costs the same per du, so the
             # order is measured throughput per du: what a chip delivers against what it is rated.
             prices = dict.fromkeys(req.models, UNPRICED_FEN_PER_DU)
             req = prefer_models(req, default_throughputs(), prices, self.catalog)
-        return req
+        return req, market_job(spec)
 
-    def _persist(self, job_id: int, placement: Placement, site_name: str) -> bool:
+    @staticmethod
+    def _rewithhold(market: MarketPass, target: Target | None, *, placed: bool) -> None:
+        """Hold a reservation's unused devices back again after one of its jobs was tried."""
+        if target is not None and target.reservation_id is not None:
+            market.withholding.reapply(target.site, target.model, target.devices if placed else 0)
+
+    def _persist(self, job_id: int, placement: Placement, site_name: str, target: Target | None = None) -> bool:
         now = self.clock.now_ms()
         with self.db.transaction() as session:
             job = session.get(Job, job_id, with_for_update=True)
             if job is None or job.state != JobState.PENDING.value:
                 return False  # cancelled meanwhile
+            lease = None
+            if target is not None and target.lease_id is not None:
+                lease = session.get(MarketLease, target.lease_id, with_for_update=True)
+                if lease is None or lease.state != "allocated" or lease.job_id != job_id:
+                    return False  # a round took the allocation back meanwhile
             job.attempt += 1
             nodes = {n.id: n for n in session.scalars(
                 select(Node).where(Node.id.in_([a.node_id for a in placement.allocations])))}
@@ -173,9 +223,17 @@ class Scheduler:
                                           milli_per_device=alloc.milli_per_device, cpu_milli=alloc.cpu_milli,
                                           memory_mb=alloc.memory_mb, active=True))
             where = ", ".join(sorted({nodes[a.node_id].name for a in placement.allocations}))
-            job.price_kind, job.price_fen_per_du = "on-demand", None  # the provider's posted schedule
+            bought = ""
+            if target is None:
+                job.price_kind, job.price_fen_per_du = "on-demand", None  # the provider's posted schedule
+            else:
+                job.price_kind, job.price_fen_per_du = target.price_kind, target.price_fen_per_du
+                bought = (f" on spot lease {target.lease_id} at {target.price_fen_per_du} fen/du" if lease is not None
+                          else f" on reservation {target.reservation_id}")
+            if lease is not None:
+                lease.state, lease.attempt, lease.start_ms, lease.updated_ms = "active", job.attempt, now, now
             record_event(session, job, JobState.PLACED,
-                         f"placed by {placement.policy} on {site_name}/{where} (attempt {job.attempt})", now)
+                         f"placed by {placement.policy} on {site_name}/{where}{bought} (attempt {job.attempt})", now)
         return True
 
     def declare_lost(self) -> int:
@@ -212,12 +270,25 @@ class Scheduler:
                                   now)
         return len(overdue)
 
+    def run_market_round(self, *, force: bool = False) -> dict[str, Any] | None:
+        """One market round now (see services/market/rounds.py); None when the market is idle."""
+        self._last_round = time.monotonic()
+        with self.db.transaction() as session:
+            report = run_round(session, now_ms=self.clock.now_ms(), catalog=self.catalog,
+                               notice_ms=self.market_notice_ms, rtt=self.rtt, force=force)
+        if report is not None:
+            self._reasons.clear()  # leases and bids changed: waiting jobs get their news
+        return report
+
     def tick(self, *, only_new: bool = False) -> TickResult:
-        """Declare silent nodes lost, end overdue preemptions, then place pending jobs (only new ones if
-        `only_new`)."""
+        """Declare silent nodes lost, end overdue preemptions, run a market round when one is due, then
+        place pending jobs (only new ones if `only_new` and nothing else changed)."""
         lost = self.declare_lost()
         freed = self.end_overdue_preemptions()
-        result = self.place_pending(only_new=only_new and lost == 0 and freed == 0)
+        traded = False
+        if time.monotonic() - self._last_round >= self.market_interval_s:
+            traded = self.run_market_round() is not None
+        result = self.place_pending(only_new=only_new and lost == 0 and freed == 0 and not traded)
         result.lost = lost
         return result
 

@@ -175,3 +175,4 @@ class UsageRecord(Base):
 
 
 import computegrid.store.models_billing  # noqa: E402, F401  (billing tables share Base; imported for metadata)
+import computegrid.store.models_market  # noqa: E402, F401  (market tables share Base; imported for metadata)
