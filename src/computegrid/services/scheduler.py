@@ -11,7 +11,7 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import bindparam, select, text, update
@@ -23,6 +23,7 @@ from computegrid.core.placement import Placement, PlacementFailure, PlacementPol
 from computegrid.core.placement.base import RttTable
 from computegrid.core.placement.preference import prefer_models
 from computegrid.core.throughput import default_throughputs
+from computegrid.services.billing.node_prices import node_prices
 from computegrid.services.clock import Clock
 from computegrid.services.jobs import mark_lost, record_event, requeue_preempted
 from computegrid.services.market.capacity import place_on
@@ -122,6 +123,9 @@ class Scheduler:
             if missing:
                 for job_id, spec in session.execute(select(Job.id, Job.spec).where(Job.id.in_(missing))):
                     self._requests[job_id], self._market[job_id] = self._parse(spec)
+            if any(isinstance(r, PlacementRequest) and r.max_price_fen_per_du is not None
+                   for i in pending_ids if (r := self._requests.get(i)) is not None):
+                pool.set_prices(node_prices(session, pool, self.clock.now_ms()))  # only when a job has a limit
             market = load_pass(session, pool, self.clock.now_ms(),
                                {i: m for i in pending_ids if (m := self._market.get(i)) is not None})
         self._seen_max_id = max(self._seen_max_id, pending_ids[-1])
@@ -147,7 +151,9 @@ class Scheduler:
             elif decision is not None:
                 if decision.reservation_id is not None:
                     market.withholding.release(decision.site, decision.model)
-                outcome = place_on(pool, req, decision.site, decision.model, self.rtt)
+                # The market fixed the price (spot clearing, reservation): the posted on-demand price is moot.
+                outcome = place_on(pool, replace(req, max_price_fen_per_du=None), decision.site, decision.model,
+                                   self.rtt)
             else:
                 outcome = self.policy.place(pool, req, self.rtt)
             if isinstance(outcome, Placement):
