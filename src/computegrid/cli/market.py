@@ -14,16 +14,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 import yaml
-from rich.console import Console
 from rich.table import Table
 
-from computegrid.client import ApiError, Client
-
-out = Console()
-err = Console(stderr=True, soft_wrap=True)
+from computegrid.cli.trade_common import call as _call
+from computegrid.cli.trade_common import client as _client
+from computegrid.cli.trade_common import fail, out, yuan
 
 offers_app = typer.Typer(help="Open offers; providers create and withdraw their own.", invoke_without_command=True)
 bids_app = typer.Typer(help="Your bids: interruptible jobs' spot bids and reserved bids.", invoke_without_command=True)
@@ -32,34 +29,12 @@ reservations_app = typer.Typer(help="Your reserved blocks: buy one, resell unuse
 market_app = typer.Typer(help="Market rounds (operators).", no_args_is_help=True)
 
 
-def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/] {message}", highlight=False)
-    return typer.Exit(code)
 
 
-def _client() -> Client:
-    try:
-        return Client.from_config()
-    except ApiError as exc:
-        raise fail(exc.detail) from exc
 
 
-def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Run a client call; API and connection errors become a clear message and exit 1."""
-    try:
-        return fn(*args, **kwargs)
-    except ApiError as exc:
-        raise fail(f"{exc.detail} (HTTP {exc.status})") from exc
-    except httpx.HTTPError as exc:
-        raise fail(f"cannot reach the computegrid API ({exc}); is 'computegrid up' running?") from exc
 
 
-def yuan(fen: int | None) -> str:
-    if fen is None:
-        return "-"
-    sign = "-" if fen < 0 else ""
-    whole, cents = divmod(abs(fen), 100)
-    return f"{sign}¥{whole:,}.{cents:02d}"
 
 
 def parse_time(text: str) -> int:

@@ -14,16 +14,14 @@ import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 import yaml
-from rich.console import Console
 from rich.table import Table
 
-from computegrid.client import ApiError, Client
+from computegrid.cli.trade_common import call as _call
+from computegrid.cli.trade_common import client as _client
+from computegrid.cli.trade_common import err, fail, out, yuan
 
-out = Console()
-err = Console(stderr=True, soft_wrap=True)
 _YUAN = re.compile(r"(\d{1,12})(?:\.(\d{1,2}))?")
 
 products_app = typer.Typer(help="List prepaid products; operators create and retire them.", invoke_without_command=True)
@@ -37,35 +35,12 @@ payouts_app = typer.Typer(help="Provider payouts: list; operators send, confirm 
                           invoke_without_command=True)
 
 
-def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/] {message}", highlight=False)
-    return typer.Exit(code)
 
 
-def _client() -> Client:
-    try:
-        return Client.from_config()
-    except ApiError as exc:
-        raise fail(exc.detail) from exc
 
 
-def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Run a client call; API and connection errors become a clear message and exit 1."""
-    try:
-        return fn(*args, **kwargs)
-    except ApiError as exc:
-        raise fail(f"{exc.detail} (HTTP {exc.status})") from exc
-    except httpx.HTTPError as exc:
-        raise fail(f"cannot reach the computegrid API ({exc}); is 'computegrid up' running?") from exc
 
 
-def yuan(fen: int | None) -> str:
-    """Integer fen as ¥ with two decimals, e.g. 123456 -> ¥1,234.56, -50 -> -¥0.50."""
-    if fen is None:
-        return "-"
-    sign = "-" if fen < 0 else ""
-    whole, cents = divmod(abs(fen), 100)
-    return f"{sign}¥{whole:,}.{cents:02d}"
 
 
 def parse_yuan(text: str) -> int:
