@@ -170,7 +170,28 @@ class WaitQueue:
         raise NotImplementedError
 
 
-class FifoQueue(WaitQueue):
+class _KeptInOrder(WaitQueue):
+    """A queue whose order is kept by one container (`_jobs`); the subclass chooses the container."""
+
+    _jobs: _ArrivalOrder | _LazyHeap
+
+    def push(self, job: QueuedJob) -> None:
+        self._jobs.push(job)
+
+    def remove(self, job_id: int) -> None:
+        self._jobs.remove(job_id)
+
+    def head(self) -> QueuedJob | None:
+        return self._jobs.head()
+
+    def ordered(self, limit: int) -> list[QueuedJob]:
+        return self._jobs.ordered(limit)
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+
+class FifoQueue(_KeptInOrder):
     """First come, first served: by arrival (ms), then job id."""
 
     name = "fifo"
@@ -179,23 +200,8 @@ class FifoQueue(WaitQueue):
         super().__init__(backfill=backfill)
         self._jobs = _ArrivalOrder()
 
-    def push(self, job: QueuedJob) -> None:
-        self._jobs.push(job)
 
-    def remove(self, job_id: int) -> None:
-        self._jobs.remove(job_id)
-
-    def head(self) -> QueuedJob | None:
-        return self._jobs.head()
-
-    def ordered(self, limit: int) -> list[QueuedJob]:
-        return self._jobs.ordered(limit)
-
-    def __len__(self) -> int:
-        return len(self._jobs)
-
-
-class ShortestJobFirstQueue(WaitQueue):
+class ShortestJobFirstQueue(_KeptInOrder):
     """Shortest known duration (ms) first, then arrival, then job id."""
 
     name = "sjf"
@@ -203,21 +209,6 @@ class ShortestJobFirstQueue(WaitQueue):
     def __init__(self, *, backfill: bool = False) -> None:
         super().__init__(backfill=backfill)
         self._jobs = _LazyHeap(lambda j: (j.duration_ms, j.arrival_ms))
-
-    def push(self, job: QueuedJob) -> None:
-        self._jobs.push(job)
-
-    def remove(self, job_id: int) -> None:
-        self._jobs.remove(job_id)
-
-    def head(self) -> QueuedJob | None:
-        return self._jobs.head()
-
-    def ordered(self, limit: int) -> list[QueuedJob]:
-        return self._jobs.ordered(limit)
-
-    def __len__(self) -> int:
-        return len(self._jobs)
 
 
 class FairShareQueue(WaitQueue):
