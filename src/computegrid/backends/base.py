@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Protocol
 
 
@@ -138,6 +139,20 @@ class LogRead:
     data: bytes
     next_offset: int
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+MAX_LOG_READ = 64 * 1024  # bytes per `logs` call; the agent calls again until a read comes back empty
+
+
+def read_log_file(path: str | Path, offset: int) -> LogRead:
+    """Up to MAX_LOG_READ bytes of a log file from byte `offset`; a file not written yet reads as empty."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            data = handle.read(MAX_LOG_READ)
+    except FileNotFoundError:
+        data = b""
+    return LogRead(data=data, next_offset=offset + len(data))
 
 
 class Backend(Protocol):

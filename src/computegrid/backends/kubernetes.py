@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from computegrid.backends.base import (
+    MAX_LOG_READ,
     EngineState,
     ExecStatus,
     Inventory,
@@ -40,6 +41,7 @@ from computegrid.backends.base import (
     RunRequest,
     SubmitRefused,
     UsageSlice,
+    read_log_file,
 )
 from computegrid.core.catalog import Catalog, UnknownAccelerator, default_catalog
 
@@ -62,7 +64,6 @@ CONTAINER = "main"
 DEFAULT_NAMESPACE = "computegrid"
 DEFAULT_IMAGE = "python:3.11-slim"
 DEFAULT_TTL_S = 7 * 24 * 3600  # finished Jobs (and their pods and logs) are removed by Kubernetes after this
-MAX_LOG_READ = 64 * 1024
 MAX_LOG_SNAPSHOT = 8 * 1024 * 1024  # output kept per pod when a cancel deletes the Job
 
 # GPU Feature Discovery (NVIDIA/k8s-device-plugin, docs/gpu-feature-discovery/README.md, "Generated Labels"):
@@ -908,13 +909,7 @@ class KubernetesBackend:
     def logs(self, engine_id: str, offset: int) -> LogRead:
         record = self._cancel_record(engine_id)
         if record is not None:
-            try:
-                with open(record.log_file, "rb") as handle:
-                    handle.seek(offset)
-                    data = handle.read(MAX_LOG_READ)
-            except FileNotFoundError:
-                data = b""
-            return LogRead(data=data, next_offset=offset + len(data))
+            return read_log_file(record.log_file, offset)
         pods = _ordered(self._pods(engine_id))
         out = bytearray()
         end = offset + MAX_LOG_READ

@@ -28,10 +28,9 @@ from computegrid.backends.base import (
     RunRequest,
     SubmitRefused,
     UsageSlice,
+    read_log_file,
 )
 from computegrid.backends.nvidia import nvidia_devices, nvidia_telemetry
-
-MAX_LOG_READ = 64 * 1024
 
 
 def _read_int(path: Path) -> int | None:
@@ -161,14 +160,7 @@ class LocalBackend:
             (root / "exit").write_text("143")
 
     def logs(self, engine_id: str, offset: int) -> LogRead:
-        path = self._dir(engine_id) / "output.log"
-        try:
-            with open(path, "rb") as handle:
-                handle.seek(offset)
-                data = handle.read(MAX_LOG_READ)
-        except FileNotFoundError:
-            data = b""
-        return LogRead(data=data, next_offset=offset + len(data))
+        return read_log_file(self._dir(engine_id) / "output.log", offset)
 
     def usage(self, engine_id: str) -> list[UsageSlice]:
         root = self._dir(engine_id)

@@ -28,6 +28,7 @@ import httpx
 
 from computegrid.backends import ray_launcher
 from computegrid.backends.base import (
+    MAX_LOG_READ,
     EngineState,
     ExecStatus,
     Inventory,
@@ -42,7 +43,6 @@ DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 DEFAULT_MODELS = {"GPU_A100": "A100-80G"}
 NODE_PREFIX = "cg_node_"
 PIN = 0.001  # how much of a node's cg_node_<name> resource a bundle takes to land on that node
-MAX_LOG_READ = 64 * 1024
 META_KEY = "computegrid"
 ENTRYPOINT = ("{python} -c \"import os; exec(compile(os.environ['" + ray_launcher.SOURCE_ENV
               + "'], 'computegrid_ray_launcher.py', 'exec'))\"")

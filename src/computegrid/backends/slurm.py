@@ -56,11 +56,11 @@ from computegrid.backends.base import (
     RunRequest,
     SubmitRefused,
     UsageSlice,
+    read_log_file,
 )
 
 log = logging.getLogger(__name__)
 
-MAX_LOG_READ = 64 * 1024
 COMMAND_TIMEOUT_S = 60
 PREFIX = "cg-"
 _ID_RE = re.compile(r"^cg-(\d+)-(\d+)$")
@@ -650,14 +650,7 @@ exec bash {shlex.quote(str(root / "run.sh"))}
             raise SlurmError(f"scancel {slurm_id}: {done.stderr.strip()}")
 
     def logs(self, engine_id: str, offset: int) -> LogRead:
-        path = self._dir(engine_id) / "output.log"
-        try:
-            with open(path, "rb") as handle:
-                handle.seek(offset)
-                data = handle.read(MAX_LOG_READ)
-        except FileNotFoundError:
-            data = b""
-        return LogRead(data=data, next_offset=offset + len(data))
+        return read_log_file(self._dir(engine_id) / "output.log", offset)
 
     # -- usage
     def _gpu_indices(self, root: Path, host: str, count: int, fallback: list[int]) -> list[int]:
