@@ -8,17 +8,16 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 import yaml
-from rich.console import Console
 
 from computegrid.cli import market as market_cli
 from computegrid.cli import money
 from computegrid.cli.bench import bench_app
+from computegrid.cli.common import call, client, err, fail, out
 from computegrid.cli.render import jobs_table, nodes_table, sites_table, state_text
 from computegrid.cli.sim import sim_app
-from computegrid.client import ApiError, Client
+from computegrid.client import Client
 
 app = typer.Typer(help="computegrid: pool, schedule and trade accelerator capacity.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -28,34 +27,7 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(sites_app, name="sites")
 app.add_typer(bench_app, name="bench")
 app.add_typer(sim_app, name="sim")
-out = Console()
-err = Console(stderr=True, soft_wrap=True)  # an error stays one line, whatever the terminal width
 FINAL = {"succeeded", "failed", "cancelled"}
-
-
-def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/] {message}")
-    return typer.Exit(code)
-
-
-def client() -> Client:
-    try:
-        return Client.from_config()
-    except ApiError as exc:
-        raise fail(exc.detail) from exc
-
-
-def call(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Run a client call, turning API and connection errors into a clear message and exit 1."""
-    try:
-        return fn(*args, **kwargs)
-    except ApiError as exc:
-        lines = [f"{exc.detail} (HTTP {exc.status})"]
-        if isinstance(exc.problems, list) and len(exc.problems) > 1:
-            lines += [f"  - {p['field']}: {p['message']}" for p in exc.problems]
-        raise fail("\n".join(lines)) from exc
-    except httpx.HTTPError as exc:
-        raise fail(f"cannot reach the computegrid API ({exc}); is 'computegrid up' running?") from exc
 
 
 @app.command()

@@ -18,9 +18,9 @@ import typer
 import yaml
 from rich.table import Table
 
-from computegrid.cli.trade_common import call as _call
-from computegrid.cli.trade_common import client as _client
-from computegrid.cli.trade_common import fail, out, yuan
+from computegrid.cli.common import call as _call
+from computegrid.cli.common import client as _client
+from computegrid.cli.common import fail, out, yuan
 
 offers_app = typer.Typer(help="Open offers; providers create and withdraw their own.", invoke_without_command=True)
 bids_app = typer.Typer(help="Your bids: interruptible jobs' spot bids and reserved bids.", invoke_without_command=True)

@@ -18,9 +18,9 @@ import typer
 import yaml
 from rich.table import Table
 
-from computegrid.cli.trade_common import call as _call
-from computegrid.cli.trade_common import client as _client
-from computegrid.cli.trade_common import err, fail, out, yuan
+from computegrid.cli.common import call as _call
+from computegrid.cli.common import client as _client
+from computegrid.cli.common import err, fail, out, yuan
 
 _YUAN = re.compile(r"(\d{1,12})(?:\.(\d{1,2}))?")
 

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from computegrid.cli import common
+from computegrid.cli.common import err, out
 from computegrid.core.placement import policy_names
 from computegrid.core.queueing import QUEUE_POLICIES
 from computegrid.sim.demand import Demand, DemandParams
@@ -24,13 +25,11 @@ from computegrid.sim.world import WorldProgress
 
 sim_app = typer.Typer(help="Simulate the grid: replay job traces on pools built from real inventories.",
                       no_args_is_help=True)
-out = Console()
-err = Console(stderr=True, soft_wrap=True)
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[red]error:[/] {message}", highlight=False)
-    return typer.Exit(code)
+    """Bad input to a simulation is a usage error: exit 2."""
+    return common.fail(message, code)
 
 
 def _progress(p: ReplayProgress) -> None:
