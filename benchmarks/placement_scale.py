@@ -58,7 +58,7 @@ def run(policy_name: str, args: argparse.Namespace) -> dict[str, float]:
     rng = np.random.default_rng(args.seed)
     pool = build_pool(args.nodes, args.sites, args.models, args.devices)
     jobs = make_jobs(args.jobs, args.models, rng)
-    options = {"typical": typical_pods(jobs[:10_000])} if policy_name in ("fgd", "default", "frag-lookahead") \
+    options = {"typical": typical_pods(jobs[:10_000])} if policy_name in ("fgd", "default", "fgd-balance") \
         else {}
     policy = get_policy(policy_name, **options)
     capacity = args.nodes * args.devices * 1000

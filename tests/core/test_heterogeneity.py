@@ -17,7 +17,7 @@ from ._helpers import devices, make_pool, node
 WORKLOAD = "ResNet-50 (batch size 64)"  # Gavel: V100 4.39 steps/s, P100 2.62 steps/s
 PRICES = {"V100-16G": 100, "P100-16G": 100}  # fen per du; V100 holds 125/18.7 times the du per hour of a P100
 V100_NODE, P100_NODE = 1, 2
-POLICIES = ["default", "frag-lookahead", "fgd", "best-fit", "first-fit", "gpu-packing", "dot-product",
+POLICIES = ["default", "fgd-balance", "fgd", "best-fit", "first-fit", "gpu-packing", "dot-product",
             "gpu-clustering"]
 
 

@@ -24,7 +24,7 @@ from tests.core._helpers import devices, free_state, make_pool, node
 T4 = frozenset({"T4"})
 A100 = frozenset({"A100-40G", "A100-80G"})
 PAPER = ["random", "dot-product", "gpu-clustering", "gpu-packing", "best-fit", "fgd"]
-ALL = [*PAPER, "first-fit", "frag-lookahead", "default"]
+ALL = [*PAPER, "first-fit", "fgd-balance", "default"]
 
 
 def two_node_pool():
@@ -34,7 +34,7 @@ def two_node_pool():
 
 def test_all_policies_registered():
     assert set(ALL) <= set(policy_names())
-    assert get_policy("default").name == "frag-lookahead"
+    assert get_policy("default").name == "fgd-balance"
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -211,6 +211,62 @@ def test_default_prefers_shared_devices_for_shares():
     pool.allocate([NodeAllocation(2, (0,), 700, 0, 0)])
     got = get_policy("default", typical=mix).place(pool, PlacementRequest(milli_per_node=200))
     assert isinstance(got, Placement) and got.allocations[0].node_id == 2
+
+
+def test_default_sends_cpu_heavy_jobs_where_cpu_is_plentiful():
+    # mix: 1 GPU + 12 cores; node 1 has 12 cores per GPU (CPU-poor), node 2 has 48 (CPU-rich)
+    mix = (TypicalPod(12_000, 1000, 1, frozenset(), 10, 8_192),)
+    pool = make_pool([node(1, cpu_milli=48_000, memory_mb=1 << 20), node(2, cpu_milli=96_000, memory_mb=1 << 20)],
+                     devices(1, "T4", 4) + devices(2, "T4", 2))
+    for n in (1, 2):  # both in use, so neither pays for opening a free node
+        pool.allocate([NodeAllocation(n, (0,), 1000, 12_000, 8_192)])
+    policy = get_policy("default", typical=mix)
+    # 16 cores on node 1 leave 2 GPUs and 20 cores: one more typical pod fits, the other GPU is stranded
+    heavy = policy.place(pool, PlacementRequest(milli_per_node=1000, cpu_milli=16_000, memory_mb=8_192))
+    light = policy.place(pool, PlacementRequest(milli_per_node=1000, cpu_milli=2_000, memory_mb=8_192))
+    assert isinstance(heavy, Placement) and heavy.allocations[0].node_id == 2
+    assert isinstance(light, Placement) and light.allocations[0].node_id == 1
+    # FGD sees no difference one pod ahead and takes the first node for both
+    fgd = get_policy("fgd", typical=mix).place(pool, PlacementRequest(milli_per_node=1000, cpu_milli=16_000,
+                                                                      memory_mb=8_192))
+    assert isinstance(fgd, Placement) and fgd.allocations[0].node_id == 1
+
+
+def test_default_keeps_the_only_hosts_of_a_shape_whole():
+    # node 2 is the only node with the 120 cores an 8-GPU shape needs; it is also CPU-richer, so stranding
+    # alone would send a 16-core job there; the scarcity charge keeps it whole
+    mix = (TypicalPod(12_000, 1000, 1, frozenset(), 20, 8_192), TypicalPod(120_000, 1000, 8, frozenset(), 1, 8_192))
+    pool = make_pool([node(1, cpu_milli=96_000, memory_mb=1 << 20), node(2, cpu_milli=128_000, memory_mb=1 << 20)],
+                     devices(1, "T4", 8) + devices(2, "T4", 8))
+    policy = get_policy("default", typical=mix)
+    req = PlacementRequest(milli_per_node=1000, cpu_milli=16_000, memory_mb=8_192)
+    got = policy.place(pool, req)
+    assert isinstance(got, Placement) and got.allocations[0].node_id == 1
+    rows = np.array([0, 1])
+    strand_before = policy.stranded(pool.free_milli[rows], pool.cpu_free[rows], pool.mem_free[rows])
+    strand_after = policy.stranded(pool.free_milli[rows] - 1000, pool.cpu_free[rows] - 16_000,
+                                   pool.mem_free[rows] - 8_192)
+    increase = (strand_after - strand_before).tolist()
+    assert increase[0] > 0 and increase[1] == 0
+    assert policy.scarcity(pool).tolist() == [0.0, pytest.approx(2 / 21)]
+
+
+def test_default_opens_a_free_node_only_when_no_used_node_fits():
+    mix = (TypicalPod(1_000, 1000, 1, frozenset(), 5, 1_024), TypicalPod(1_000, 1000, 4, frozenset(), 1, 1_024))
+    pool = make_pool([node(1), node(2)], devices(1, "T4", 4) + devices(2, "T4", 4))
+    pool.allocate([NodeAllocation(2, (0, 1), 1000, 1_000, 1_024)])
+    policy = get_policy("default", typical=mix)
+    got = policy.place(pool, PlacementRequest(milli_per_node=1000, cpu_milli=1_000, memory_mb=1_024))
+    assert isinstance(got, Placement) and got.allocations[0].node_id == 2
+    pool.allocate(got.allocations)
+    pool.allocate([NodeAllocation(2, (3,), 1000, 1_000, 1_024)])  # node 2 full: the free node is next
+    got = policy.place(pool, PlacementRequest(milli_per_node=1000, cpu_milli=1_000, memory_mb=1_024))
+    assert isinstance(got, Placement) and got.allocations[0].node_id == 1
+
+
+def test_typical_pods_keep_the_mean_memory_of_each_shape():
+    reqs = [PlacementRequest(milli_per_node=1000, cpu_milli=4000, memory_mb=m) for m in (1000, 2000, 4000)]
+    assert [(t.count, t.memory_mb) for t in typical_pods(reqs)] == [(3, 2333)]
 
 
 def test_fgd_learns_its_mix_when_given_none():

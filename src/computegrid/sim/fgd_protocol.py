@@ -26,7 +26,7 @@ from computegrid.sim.openb import OpenbNode, OpenbPod, build_pool, pod_request
 
 MAX_ARRIVED_PCT = 130
 #: policies whose constructor takes the typical-pod mix, and those that take the run's Generator
-TAKES_TYPICAL = {"fgd", "frag-lookahead", "default"}
+TAKES_TYPICAL = {"fgd", "fgd-balance", "default"}
 TAKES_RNG = {"random"}
 
 
@@ -101,15 +101,22 @@ def discretise(arrived: Sequence[int], allocated: Sequence[int], gpus: int) -> d
     return out
 
 
+def seed_order(nodes: Sequence[OpenbNode], pods: Sequence[OpenbPod],
+               seed: int) -> tuple[list[OpenbNode], list[OpenbPod], np.random.Generator]:
+    """One seed's node order and pod arrival order, and its Generator (for a policy that draws more)."""
+    rng = np.random.default_rng(seed)
+    node_order = [nodes[i] for i in rng.permutation(len(nodes))]
+    gpus = sum(n.gpus for n in nodes)
+    return node_order, arrival_order(pods, gpus * 1000, rng), rng
+
+
 def run_seed(nodes: Sequence[OpenbNode], pods: Sequence[OpenbPod], policy: str, seed: int,
              mix_pods: Sequence[OpenbPod] | None = None) -> SeedRun:
     """One seed of the protocol; `mix_pods` (default `pods`) builds the typical-pod mix."""
     started = time.perf_counter()
-    rng = np.random.default_rng(seed)
-    node_order = [nodes[i] for i in rng.permutation(len(nodes))]
+    node_order, order, rng = seed_order(nodes, pods, seed)
     pool = build_pool(node_order)
     gpus = sum(n.gpus for n in nodes)
-    order = arrival_order(pods, gpus * 1000, rng)
     options: dict[str, Any] = {}
     if policy in TAKES_TYPICAL:
         options["typical"] = typical_pods(pod_request(p) for p in (mix_pods or pods))

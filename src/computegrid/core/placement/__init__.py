@@ -12,8 +12,8 @@ from computegrid.core.placement.base import (
 from computegrid.core.placement.best_fit import BestFit
 from computegrid.core.placement.dot_product import DotProduct
 from computegrid.core.placement.fgd import FragmentationGradientDescent
+from computegrid.core.placement.fgd_balance import FgdBalance
 from computegrid.core.placement.first_fit import FirstFit
-from computegrid.core.placement.frag_lookahead import FragLookahead
 from computegrid.core.placement.fragmentation import TypicalPod, typical_pods
 from computegrid.core.placement.gpu_clustering import GpuClustering
 from computegrid.core.placement.gpu_packing import GpuPacking
@@ -23,8 +23,8 @@ from computegrid.core.placement.random_policy import RandomPlacement
 __all__ = [
     "BestFit",
     "DotProduct",
+    "FgdBalance",
     "FirstFit",
-    "FragLookahead",
     "FragmentationGradientDescent",
     "GpuClustering",
     "GpuPacking",

@@ -51,6 +51,7 @@ class FragmentationAware(ScoredPolicy):
         super().__init__()
         self._learn = typical is None
         self._seen: Counter[tuple[int, int, int, frozenset[str]]] = Counter()
+        self._seen_memory: Counter[tuple[int, int, int, frozenset[str]]] = Counter()
         self._total = 0
         self._next_refresh = 1
         self.set_mix(typical or ())
@@ -68,11 +69,13 @@ class FragmentationAware(ScoredPolicy):
               rtt: RttTable | None = None) -> Placement | PlacementFailure:
         """As ScoredPolicy.place; a policy that learns its mix first counts the request."""
         if self._learn:
-            self._seen[typical_key(req)] += 1
+            key = typical_key(req)
+            self._seen[key] += 1
+            self._seen_memory[key] += req.memory_mb
             self._total += 1
             if self._total >= self._next_refresh:
-                self.set_mix(typical_pods_from(TypicalPod(cpu, milli, devices, models, count)
-                                               for (cpu, milli, devices, models), count in self._seen.items()))
+                self.set_mix(typical_pods_from(TypicalPod(*key, count, self._seen_memory[key] // count)
+                                               for key, count in self._seen.items()))
                 self._next_refresh = min(self._next_refresh * 2, self._next_refresh + 4096)
         return super().place(pool, req, rtt)
 

@@ -42,6 +42,7 @@ class TypicalPod:
     devices: int
     models: frozenset[str]
     count: int
+    memory_mb: int = 0  # mean memory (MiB) of the shape's requests; FGD's measure ignores it
 
 
 def typical_key(req: PlacementRequest) -> tuple[int, int, int, frozenset[str]]:
@@ -53,9 +54,14 @@ def typical_key(req: PlacementRequest) -> tuple[int, int, int, frozenset[str]]:
 
 def typical_pods(requests: Iterable[PlacementRequest], coverage_pct: int = 95) -> tuple[TypicalPod, ...]:
     """The most frequent shapes, most frequent first, until they cover `coverage_pct`% of requests."""
-    counts = Counter(typical_key(r) for r in requests)
-    return typical_pods_from([TypicalPod(cpu, milli, devices, models, count)
-                              for (cpu, milli, devices, models), count in counts.items()], coverage_pct)
+    counts: Counter[tuple[int, int, int, frozenset[str]]] = Counter()
+    memory: Counter[tuple[int, int, int, frozenset[str]]] = Counter()
+    for r in requests:
+        key = typical_key(r)
+        counts[key] += 1
+        memory[key] += r.memory_mb
+    return typical_pods_from([TypicalPod(*key, count, memory[key] // count) for key, count in counts.items()],
+                             coverage_pct)
 
 
 def typical_pods_from(shapes: Iterable[TypicalPod], coverage_pct: int = 95) -> tuple[TypicalPod, ...]:

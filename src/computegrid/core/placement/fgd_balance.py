@@ -1,0 +1,129 @@
+"""fgd-balance, our default policy: FGD's fragmentation decrease, less the GPU a placement strands.
+
+FGD (`fgd.py`) looks one typical pod ahead: a node's free GPU counts as usable while the node
+could host the next pod of each typical shape. Two losses escape it, both measured on Alibaba's
+openb cluster under the paper's protocol (benchmarks/fgd_paper.py):
+- *Stranding.* The 8-GPU G2 nodes carry 12 cores per GPU, the 2-GPU T4 nodes 52, while the
+  pods ask about 14. Under FGD the G2 nodes run out of CPU with GPU still free (seed 42 of the
+  default trace, 100% arrived: 8.8% of G2's CPU left, 39% of T4's), and the pods that then fail
+  are GPU pods that found no node with both.
+- *Scarce whole nodes.* A node that is filled completely scores as well as any other in FGD, so
+  8-GPU pods that fit a G2 node take G3 nodes too, the only ones with the 120 cores that other
+  8-GPU pods need (multigpu50: 25 of them failed at 100% arrived).
+
+This policy's node score, in the count-weighted milli-devices of `FragModel`, is
+- FGD's fragmentation decrease, exact (not squashed through the paper's sigmoid), minus
+- the increase in stranded GPU: free GPU that the node's free CPU or memory cannot feed at the
+  mix's CPU and memory per GPU, max(0, g - min(cpu / rho_cpu, mem / rho_mem)), weighted by the mix;
+- a reserve charge when the member opens an entirely free node without filling it (half a
+  device), which keeps whole nodes for whole-node jobs;
+- a scarcity charge when the member opens an entirely free node (10 devices x the node's scarcity):
+  the sum, over the mix's multi-device shapes an empty copy of the node could host, of the shape's
+  share of the mix x nodes in the pool / nodes that could host it.
+Ties go to the node first in pool order; a fractional member takes the device with the largest
+decrease (lowest index on ties), as in FGD. CPU-heavy jobs go where CPU is plentiful, CPU-light
+ones fill the nodes short of it, and the nodes only some shapes fit stay whole for them.
+
+Figures (seeds 42-51, the three shipped traces, against FGD and the packing floor of
+benchmarks/fgd_floor.py) are in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from computegrid.core.placement.base import PlacementRequest, register_policy
+from computegrid.core.placement.fgd import FragmentationAware
+from computegrid.core.placement.fragmentation import TypicalPod
+from computegrid.core.pool import FloatArray, IntArray, PoolSnapshot
+from computegrid.core.units import MILLI_PER_DEVICE
+
+#: a choice slot that is not a choice (decreases are exact and may be negative)
+NO_CHOICE = -(2**62)
+#: charge for opening an entirely free node without filling it, in milli-devices
+RESERVE_MILLI = MILLI_PER_DEVICE // 2
+#: charge per unit of scarcity for opening an entirely free node, in milli-devices
+SCARCITY_MILLI = 10 * MILLI_PER_DEVICE
+
+
+class FgdBalance(FragmentationAware):
+    name = "fgd-balance"
+
+    def set_mix(self, mix: tuple[TypicalPod, ...]) -> None:
+        """Use `mix` from now on; also takes its GPU per CPU and per memory (count-weighted sums)."""
+        super().set_mix(mix)
+        shapes = self.model.mix
+        gpu = sum(t.milli_per_device * t.devices * t.count for t in shapes)
+        cpu = sum(t.cpu_milli * t.count for t in shapes)
+        memory = sum(t.memory_mb * t.count for t in shapes)
+        #: milli-GPU the mix asks per milli-CPU and per MiB (0: that resource does not limit)
+        self.gpu_per_cpu = gpu / cpu if gpu and cpu else 0.0
+        self.gpu_per_mb = gpu / memory if gpu and memory else 0.0
+
+    # ------------------------------------------------------------------ choice scores: FGD's exact decrease
+
+    def batch_choice_scores(self, pool: PoolSnapshot, req: PlacementRequest, rows: IntArray) -> IntArray:
+        """FGD's fragmentation decrease per node and device choice; NO_CHOICE where not a choice."""
+        before, after, valid = self.model.choices(pool, req, rows)
+        return np.where(valid, before[:, None] - after, NO_CHOICE).astype(np.int64)
+
+    def row_choice_scores_uncached(self, pool: PoolSnapshot, req: PlacementRequest, row: int) -> list[int]:
+        """`batch_choice_scores` of one node, in pure Python."""
+        before, after = self.model.choices_row(pool, req, row)
+        return [NO_CHOICE if a is None else before - a for a in after]
+
+    # ------------------------------------------------------------------ node scores: less the charges
+
+    def node_scores(self, pool: PoolSnapshot, req: PlacementRequest, rows: IntArray) -> IntArray:
+        """The best choice's decrease less the charges, per node of `rows`."""
+        decrease = super().node_scores(pool, req, rows)
+        return decrease - self.charges(pool, req, rows)
+
+    def charges(self, pool: PoolSnapshot, req: PlacementRequest, rows: IntArray) -> IntArray:
+        """Stranding increase, reserve and scarcity charges of one member on each of `rows` (weighted milli)."""
+        taken = req.devices_per_node * req.milli_per_device if req.milli_per_node else 0
+        gpu = pool.free_milli[rows]
+        before = self.stranded(gpu, pool.cpu_free[rows], pool.mem_free[rows])
+        after = self.stranded(gpu - taken, pool.cpu_free[rows] - req.cpu_milli, pool.mem_free[rows] - req.memory_mb)
+        count = pool.dev_count[rows]
+        opens = (count > 0) & (gpu == count * MILLI_PER_DEVICE)
+        milli = (after - before + np.where(opens & (taken < count * MILLI_PER_DEVICE), RESERVE_MILLI, 0)
+                 + np.where(opens, SCARCITY_MILLI * self.scarcity(pool)[rows], 0.0))
+        return np.rint(milli * self.model.total_weight).astype(np.int64)
+
+    def stranded(self, gpu: IntArray, cpu: IntArray, memory: IntArray) -> FloatArray:
+        """Free GPU (milli) that free CPU and memory cannot feed at the mix's ratios."""
+        usable = gpu.astype(np.float64)
+        if self.gpu_per_cpu:
+            usable = np.minimum(usable, cpu * self.gpu_per_cpu)
+        if self.gpu_per_mb:
+            usable = np.minimum(usable, memory * self.gpu_per_mb)
+        stranded: FloatArray = np.maximum(0.0, gpu - usable)
+        return stranded
+
+    def scarcity(self, pool: PoolSnapshot) -> FloatArray:
+        """Per node: sum over the mix's multi-device shapes an empty copy could host of share x nodes / hosts.
+
+        Static for a pool and mix (total devices, CPU and memory; accepted kinds), cached on the pool.
+        """
+        key = ("fgd-balance-scarcity", self.model.mix)
+        hit = pool.static_cache.get(key)
+        if hit is None:
+            node_class, classes = self.model.access(pool)
+            hit = np.zeros(pool.node_count, dtype=np.float64)
+            for t, shape in enumerate(self.model.mix):
+                if shape.devices < 2:
+                    continue
+                hosts = ((pool.dev_count >= shape.devices) & (pool.cpu_total >= shape.cpu_milli)
+                         & (pool.mem_total >= shape.memory_mb) & classes[node_class, t])
+                n_hosts = int(np.count_nonzero(hosts))
+                if n_hosts:
+                    share = shape.count / self.model.total_weight
+                    hit += np.where(hosts, share * pool.node_count / n_hosts, 0.0)
+            pool.static_cache[key] = hit
+        scarcity: FloatArray = hit
+        return scarcity
+
+
+register_policy(FgdBalance.name, FgdBalance)
+register_policy("default", FgdBalance)
