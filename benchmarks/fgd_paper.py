@@ -2,10 +2,13 @@
 
     .venv/bin/python benchmarks/fgd_paper.py [--seeds 42-51] [--traces default,gpushare40,multigpu50]
                                              [--policies random,dot-product,...,default]
+                                             [--gpuspec 10,20,33]
 
 Runs the protocol of ../shared/data/SOURCES.md (computegrid.sim.fgd_protocol) and prints the
 allocation ratio at 100% arrived (median of the seeds) next to the paper's
-(fgd_paper_alloc_median.csv), then one JSON line per (trace, policy).
+(fgd_paper_alloc_median.csv), then one JSON line per (trace, policy). `--gpuspec P,...` adds, for
+each P, the default trace with GPU-type constraints on P% of its GPU pods (`sim.openb.with_gpu_specs`,
+trace name `gpuspecP-derived`; the paper has no published figure for these).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 
 from computegrid.cli.bench import parse_seeds
 from computegrid.sim.fgd_protocol import run_protocol
-from computegrid.sim.openb import read_nodes, read_pods
+from computegrid.sim.openb import OpenbPod, read_nodes, read_pods, with_gpu_specs
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "openb"  # ../shared beside the repo
 PAPER_NAMES = {"random": "01-Random", "dot-product": "02-DotProd", "gpu-clustering": "03-GpuClustering",
@@ -39,14 +42,19 @@ def main() -> None:
     parser.add_argument("--seeds", default="42-51")
     parser.add_argument("--traces", default="default,gpushare40,multigpu50")
     parser.add_argument("--policies", default=",".join(POLICIES))
+    parser.add_argument("--gpuspec", default="", help="comma-separated percentages for derived gpuspec traces")
     parser.add_argument("--data", type=Path, default=DATA)
     args = parser.parse_args()
     seeds = parse_seeds(args.seeds)
     paper = paper_values(args.data / "fgd_paper_alloc_median.csv")
     nodes = read_nodes(args.data / "openb_node_list_gpu_node.csv")
+    traces: list[tuple[str, list[OpenbPod]]] = [
+        (trace, read_pods(args.data / f"openb_pod_list_{trace}.csv")) for trace in args.traces.split(",") if trace]
+    for pct in (int(p) for p in args.gpuspec.split(",") if p):
+        traces.append((f"gpuspec{pct}-derived",
+                       with_gpu_specs(read_pods(args.data / "openb_pod_list_default.csv"), pct, seed=pct)))
     rows = []
-    for trace in args.traces.split(","):
-        pods = read_pods(args.data / f"openb_pod_list_{trace}.csv")
+    for trace, pods in traces:
         for policy in args.policies.split(","):
             started = time.perf_counter()
             result = run_protocol(nodes, pods, policy, seeds).as_json()

@@ -251,6 +251,20 @@ def test_default_keeps_the_only_hosts_of_a_shape_whole():
     assert policy.scarcity(pool).tolist() == [0.0, pytest.approx(2 / 21)]
 
 
+def test_default_leaves_the_kinds_constrained_jobs_need_to_them():
+    # a third of the GPU demand accepts only T4, which is half of the devices: an unconstrained job takes the A10
+    mix = (TypicalPod(1_000, 1000, 1, frozenset(), 2, 1_024), TypicalPod(1_000, 1000, 1, T4, 1, 1_024))
+    pool = make_pool([node(1), node(2)], devices(1, "T4", 2) + devices(2, "A10", 2))
+    policy = get_policy("default", typical=mix)
+    assert policy.pressure(pool).tolist() == [pytest.approx((1 / 3) / (2 / 4)), 0.0]
+    got = policy.place(pool, PlacementRequest(milli_per_node=1000, cpu_milli=1_000, memory_mb=1_024))
+    assert isinstance(got, Placement) and got.allocations[0].node_id == 2
+    # the charge is the device taken x pressure, in the mix's weighted units
+    req = PlacementRequest(milli_per_node=1000)
+    charges = policy.charges(pool, req, np.array([0, 1]))
+    assert charges[0] - charges[1] == round(1000 * (2 / 3) * 3)
+
+
 def test_default_opens_a_free_node_only_when_no_used_node_fits():
     mix = (TypicalPod(1_000, 1000, 1, frozenset(), 5, 1_024), TypicalPod(1_000, 1000, 4, frozenset(), 1, 1_024))
     pool = make_pool([node(1), node(2)], devices(1, "T4", 4) + devices(2, "T4", 4))

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from computegrid.core.placement import PlacementRequest
 from computegrid.core.pool import DeviceInfo, NodeInfo, PoolSnapshot
 from computegrid.core.units import MILLI_PER_DEVICE
@@ -88,3 +90,33 @@ def build_pool(nodes: Sequence[OpenbNode]) -> PoolSnapshot:
     devices = [DeviceInfo(node_id=i, index=k, model=n.model, memory_gb=OPENB_GPU_MEMORY_GB.get(n.model, 0.0))
                for i, n in enumerate(nodes) for k in range(n.gpus)]
     return PoolSnapshot(infos, devices)
+
+
+#: gpu_spec values and their counts among the GPU pods of the first 220 rows of Alibaba's
+#: openb_pod_list_gpuspec33.csv (alibaba/clusterdata, cluster-trace-gpu-v2023/csv), tallied by hand.
+GPUSPEC33_SPECS = {"T4": 33, "V100M16|V100M32": 13, "G2": 10, "P100": 5, "P100|V100M16|V100M32": 3,
+                   "P100|T4|V100M16|V100M32": 2, "G2|P100|T4|V100M16|V100M32": 2, "G3": 2}
+
+
+def with_gpu_specs(pods: Sequence[OpenbPod], pct: int, seed: int = 0) -> list[OpenbPod]:
+    """A gpuspec-style variant of a pod list: `pct`% of its GPU pods (chosen by `seed`) get a gpu_spec.
+
+    Alibaba publishes such variants (openb_pod_list_gpuspec05 ... gpuspec33: the default trace with
+    type constraints on some GPU pods). This derives one the same way when the published file is not
+    at hand; the specs are drawn with the weights of GPUSPEC33_SPECS. Pods that already carry a spec
+    keep it. Raises ValueError for pct outside 0..100.
+    """
+    if not 0 <= pct <= 100:
+        raise ValueError(f"pct must be 0..100, got {pct}")
+    rng = np.random.default_rng(seed)
+    gpu_rows = [i for i, p in enumerate(pods) if p.num_gpu and not p.gpu_spec]
+    chosen = rng.choice(len(gpu_rows), size=round(len(gpu_rows) * pct / 100), replace=False)
+    specs = list(GPUSPEC33_SPECS)
+    weights = np.array(list(GPUSPEC33_SPECS.values()), dtype=np.float64)
+    drawn = rng.choice(len(specs), size=len(chosen), p=weights / weights.sum())
+    out = list(pods)
+    for row, spec in zip(chosen.tolist(), drawn.tolist(), strict=True):
+        i = gpu_rows[row]
+        out[i] = OpenbPod(out[i].name, out[i].cpu_milli, out[i].memory_mib, out[i].num_gpu, out[i].gpu_milli,
+                          specs[spec])
+    return out

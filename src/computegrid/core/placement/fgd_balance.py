@@ -80,15 +80,16 @@ class FgdBalance(FragmentationAware):
         return decrease - self.charges(pool, req, rows)
 
     def charges(self, pool: PoolSnapshot, req: PlacementRequest, rows: IntArray) -> IntArray:
-        """Stranding increase, reserve and scarcity charges of one member on each of `rows` (weighted milli)."""
+        """Stranding increase, reserve, scarcity and pressure charges of one member on `rows` (weighted milli)."""
         taken = req.devices_per_node * req.milli_per_device if req.milli_per_node else 0
         gpu = pool.free_milli[rows]
         before = self.stranded(gpu, pool.cpu_free[rows], pool.mem_free[rows])
         after = self.stranded(gpu - taken, pool.cpu_free[rows] - req.cpu_milli, pool.mem_free[rows] - req.memory_mb)
         count = pool.dev_count[rows]
         opens = (count > 0) & (gpu == count * MILLI_PER_DEVICE)
+        scarcity, pressure = self.static_values(pool)
         milli = (after - before + np.where(opens & (taken < count * MILLI_PER_DEVICE), RESERVE_MILLI, 0)
-                 + np.where(opens, SCARCITY_MILLI * self.scarcity(pool)[rows], 0.0))
+                 + np.where(opens, SCARCITY_MILLI * scarcity[rows], 0.0) + taken * pressure[rows])
         return np.rint(milli * self.model.total_weight).astype(np.int64)
 
     def stranded(self, gpu: IntArray, cpu: IntArray, memory: IntArray) -> FloatArray:
@@ -102,27 +103,41 @@ class FgdBalance(FragmentationAware):
         return stranded
 
     def scarcity(self, pool: PoolSnapshot) -> FloatArray:
-        """Per node: sum over the mix's multi-device shapes an empty copy could host of share x nodes / hosts.
+        """Per node: sum over the mix's multi-device shapes an empty copy could host of share x nodes / hosts."""
+        return self.static_values(pool)[0]
 
-        Static for a pool and mix (total devices, CPU and memory; accepted kinds), cached on the pool.
-        """
-        key = ("fgd-balance-scarcity", self.model.mix)
+    def pressure(self, pool: PoolSnapshot) -> FloatArray:
+        """Per node: sum over the mix's shapes that accept only some kinds, and accept the node's, of
+        the shape's share of the mix's GPU demand / the share of the pool's devices it accepts."""
+        return self.static_values(pool)[1]
+
+    def static_values(self, pool: PoolSnapshot) -> tuple[FloatArray, FloatArray]:
+        """(scarcity, pressure): static for a pool and mix (total devices, CPU, memory, kinds), cached on the pool."""
+        key = ("fgd-balance-static", self.model.mix)
         hit = pool.static_cache.get(key)
         if hit is None:
             node_class, classes = self.model.access(pool)
-            hit = np.zeros(pool.node_count, dtype=np.float64)
+            scarcity = np.zeros(pool.node_count, dtype=np.float64)
+            pressure = np.zeros(pool.node_count, dtype=np.float64)
+            demand = sum(t.milli_per_device * t.devices * t.count for t in self.model.mix)
+            devices = int(pool.dev_count.sum())
             for t, shape in enumerate(self.model.mix):
-                if shape.devices < 2:
-                    continue
-                hosts = ((pool.dev_count >= shape.devices) & (pool.cpu_total >= shape.cpu_milli)
-                         & (pool.mem_total >= shape.memory_mb) & classes[node_class, t])
-                n_hosts = int(np.count_nonzero(hosts))
-                if n_hosts:
-                    share = shape.count / self.model.total_weight
-                    hit += np.where(hosts, share * pool.node_count / n_hosts, 0.0)
-            pool.static_cache[key] = hit
-        scarcity: FloatArray = hit
-        return scarcity
+                accepts = classes[node_class, t] & (pool.dev_count > 0)
+                if shape.devices >= 2:
+                    hosts = (accepts & (pool.dev_count >= shape.devices) & (pool.cpu_total >= shape.cpu_milli)
+                             & (pool.mem_total >= shape.memory_mb))
+                    n_hosts = int(np.count_nonzero(hosts))
+                    if n_hosts:
+                        share = shape.count / self.model.total_weight
+                        scarcity += np.where(hosts, share * pool.node_count / n_hosts, 0.0)
+                if shape.models and shape.milli_per_device and demand:
+                    supply = int(pool.dev_count[accepts].sum()) / devices
+                    if supply:
+                        wanted = shape.milli_per_device * shape.devices * shape.count / demand
+                        pressure += np.where(accepts, wanted / supply, 0.0)
+            hit = pool.static_cache[key] = (scarcity, pressure)
+        values: tuple[FloatArray, FloatArray] = hit
+        return values
 
 
 register_policy(FgdBalance.name, FgdBalance)
