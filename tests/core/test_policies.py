@@ -265,6 +265,25 @@ def test_default_leaves_the_kinds_constrained_jobs_need_to_them():
     assert charges[0] - charges[1] == round(1000 * (2 / 3) * 3)
 
 
+def test_default_scores_one_node_as_the_vectorised_path_does():
+    rng = np.random.default_rng(5)
+    mix = (TypicalPod(12_000, 1000, 1, frozenset(), 20, 8_192), TypicalPod(4_000, 470, 1, T4, 9, 30_000),
+           TypicalPod(120_000, 1000, 8, frozenset(), 3, 8_192))
+    infos = [node(i, cpu_milli=int(rng.choice([48_000, 96_000, 128_000])), memory_mb=1 << 19) for i in range(40)]
+    devs = [d for i in range(40) for d in devices(i, "T4" if i % 3 else "A10", int(rng.choice([2, 4, 8])))]
+    pool = make_pool(infos, devs)
+    policy = get_policy("default", typical=mix)
+    for _ in range(60):
+        req = PlacementRequest(milli_per_node=int(rng.choice([0, 230, 470, 1000, 2000])),
+                               cpu_milli=int(rng.integers(0, 20_000)), memory_mb=int(rng.integers(0, 40_000)))
+        rows = np.arange(pool.node_count)
+        vectorised = policy.charges(pool, req, rows).tolist()
+        assert [policy.row_charge(pool, req, r) for r in range(pool.node_count)] == vectorised
+        got = policy.place(pool, req)
+        if isinstance(got, Placement):
+            pool.allocate(got.allocations)
+
+
 def test_default_opens_a_free_node_only_when_no_used_node_fits():
     mix = (TypicalPod(1_000, 1000, 1, frozenset(), 5, 1_024), TypicalPod(1_000, 1000, 4, frozenset(), 1, 1_024))
     pool = make_pool([node(1), node(2)], devices(1, "T4", 4) + devices(2, "T4", 4))
