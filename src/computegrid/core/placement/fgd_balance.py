@@ -1,30 +1,34 @@
-"""fgd-balance, our default policy: FGD's fragmentation decrease, less the GPU a placement strands.
+"""fgd-balance, our default policy: FGD's fragmentation decrease less what a placement takes from the future.
 
 FGD (`fgd.py`) looks one typical pod ahead: a node's free GPU counts as usable while the node
-could host the next pod of each typical shape. Two losses escape it, both measured on Alibaba's
-openb cluster under the paper's protocol (benchmarks/fgd_paper.py):
-- *Stranding.* The 8-GPU G2 nodes carry 12 cores per GPU, the 2-GPU T4 nodes 52, while the
-  pods ask about 14. Under FGD the G2 nodes run out of CPU with GPU still free (seed 42 of the
-  default trace, 100% arrived: 8.8% of G2's CPU left, 39% of T4's), and the pods that then fail
-  are GPU pods that found no node with both.
-- *Scarce whole nodes.* A node that is filled completely scores as well as any other in FGD, so
-  8-GPU pods that fit a G2 node take G3 nodes too, the only ones with the 120 cores that other
-  8-GPU pods need (multigpu50: 25 of them failed at 100% arrived).
+could host the next pod of each typical shape. On Alibaba's openb cluster under the paper's
+protocol (benchmarks/fgd_paper.py) its failures are mostly GPU pods that find no node with both
+GPU and CPU: the 8-GPU G2 nodes carry 12 cores per GPU, the 2-GPU T4 nodes 52, the pods ask
+about 14, and under FGD G2 ends with 8.8% of its CPU free and T4 with 39% (seed 42 of the
+default trace, 100% arrived).
 
-This policy's node score, in the count-weighted milli-devices of `FragModel`, is
-- FGD's fragmentation decrease, exact (not squashed through the paper's sigmoid), minus
-- the increase in stranded GPU: free GPU that the node's free CPU or memory cannot feed at the
-  mix's CPU and memory per GPU, max(0, g - min(cpu / rho_cpu, mem / rho_mem)), weighted by the mix;
-- a reserve charge when the member opens an entirely free node without filling it (half a
-  device), which keeps whole nodes for whole-node jobs;
-- a scarcity charge when the member opens an entirely free node (10 devices x the node's scarcity):
-  the sum, over the mix's multi-device shapes an empty copy of the node could host, of the shape's
-  share of the mix x nodes in the pool / nodes that could host it.
+The node score here is FGD's sigmoid score (`sigmoid_thresholds`) of FGD's exact decrease (in
+the count-weighted milli-devices of `FragModel`) less four charges, each weighted by the mix:
+- stranding: the increase in free GPU that the node's free CPU or memory cannot feed at the
+  mix's CPU and memory per GPU, max(0, g - min(cpu / rho_cpu, mem / rho_mem)). CPU-heavy jobs
+  go where CPU is plentiful, CPU-light ones fill the nodes short of it;
+- reserve: half a device when the member opens an entirely free node without filling it, so
+  whole nodes stay whole for whole-node jobs;
+- scarcity: 10 devices x the node's scarcity when the member opens an entirely free node; the
+  scarcity is the sum, over the mix's multi-device shapes an empty copy of the node could host,
+  of the shape's share of the mix x nodes / nodes that could host it. Without it, stranding sent
+  CPU-heavy pods to the 39 G3 nodes, the only ones with the 120 cores some 8-GPU pods need
+  (multigpu50, seed 45: 22 of them failed);
+- pressure: the devices taken x the node's pressure, the sum over the sets of accepted kinds in
+  the mix that include the node's, of the set's share of the GPU demand / the share of the
+  pool's devices it accepts. Without it, stranding sent CPU-heavy unconstrained pods to the T4,
+  V100 and P100 nodes that type-constrained pods need (a derived gpuspec20 trace: 6.81%
+  unallocated against FGD's 5.54%).
+Shapes and kind sets under MIN_SHARE of the GPU demand do not count towards scarcity or pressure.
 Ties go to the node first in pool order; a fractional member takes the device with the largest
-decrease (lowest index on ties), as in FGD. CPU-heavy jobs go where CPU is plentiful, CPU-light
-ones fill the nodes short of it, and the nodes only some shapes fit stay whole for them.
+decrease (lowest index on ties), as in FGD.
 
-Figures (seeds 42-51, the three shipped traces, against FGD and the packing floor of
+Figures (seeds 42-51: the shipped traces, derived gpuspec traces, FGD, and the packing floor of
 benchmarks/fgd_floor.py) are in docs/benchmarks.md.
 """
 
