@@ -245,7 +245,7 @@ def test_resource_names_cover_every_catalog_vendor_and_can_be_overridden() -> No
         name = resource_name_for(entry.model)
         domain, _, resource = name.partition("/")
         assert "." in domain and resource, name
-    assert {"hygon", "enflame"} <= set(DEFAULT_RESOURCE_NAMES)  # vendors the catalog does not list yet
+    assert {"hygon", "enflame"} <= set(DEFAULT_RESOURCE_NAMES)  # vendors whose rows hold few figures so far
     assert resource_name_for("BI-V100") == "iluvatar.com/gpu"
     assert resource_name_for("BI-V100", resource_names={"iluvatar": "iluvatar.ai/gpu"}) == "iluvatar.ai/gpu"
     assert resource_name_for("MI300X") == "amd.com/gpu" and resource_name_for("MLU370-X8") == "cambricon.com/mlu"

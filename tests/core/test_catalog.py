@@ -7,6 +7,8 @@ from fractions import Fraction
 import pytest
 
 from computegrid.core.catalog import AcceleratorModel, UnknownAccelerator, default_catalog, parse_catalog
+from computegrid.core.market import Offer, OrderError, check_offer
+from computegrid.core.market.book import build_book
 from tests.core._helpers import CATALOG_HEADER, catalog_from_rows
 
 
@@ -43,8 +45,7 @@ def test_figures_are_exact_fractions(catalog):
 
 def test_every_known_figure_is_positive(catalog):
     for e in catalog.models:
-        assert e.memory_gb > 0
-        for figure in (e.memory_bandwidth_gbs, e.fp16_tflops, e.fp32_tflops, e.int8_tops, e.tdp_w):
+        for figure in (e.memory_gb, e.memory_bandwidth_gbs, e.fp16_tflops, e.fp32_tflops, e.int8_tops, e.tdp_w):
             assert figure is None or figure > 0, e.model
 
 
@@ -136,9 +137,47 @@ def test_parse_catalog_rejects_blank_source():
         catalog_from_rows('X1-8G,,acme,alpha,8,,100,,,,PCIe,cuda,"   "')
 
 
-def test_parse_catalog_rejects_missing_memory():
+def test_parse_catalog_empty_memory_is_unknown():
+    # Memory no source confirms stays empty, like every other figure: it parses to None, never to a guess.
+    (entry,) = catalog_from_rows("X1,,acme,alpha,,,100,,,,PCIe,cuda,datasheet").models
+    assert entry.memory_gb is None
+    assert entry.fp16_tflops == 100
+    (blank,) = catalog_from_rows('X2,,acme,alpha,  ,,,,,,PCIe,cuda,"datasheet, memory unknown"').models
+    assert blank.memory_gb is None
+
+
+def test_parse_catalog_memory_is_exact_when_given():
+    (entry,) = catalog_from_rows("X1,,acme,alpha,32.5,,,,,,PCIe,cuda,datasheet").models
+    assert entry.memory_gb == Fraction(65, 2)
+
+
+def test_parse_catalog_rejects_bad_memory():
     with pytest.raises(ValueError):
-        catalog_from_rows("X1-8G,,acme,alpha,,,100,,,,PCIe,cuda,datasheet")
+        catalog_from_rows("X1,,acme,alpha,lots,,100,,,,PCIe,cuda,datasheet")
+
+
+# A model whose FP16 rating is known but whose memory is not: the market prices it, and an offer's declared
+# device memory stands, since the catalog has no capacity to bound it with.
+_UNKNOWN_MEMORY = catalog_from_rows('X1,,acme,alpha,,,100,,,,PCIe,cuda,"Acme datasheet; memory unknown"',
+                                    'X2-8G,,acme,alpha,8,,100,,,,PCIe,cuda,"Acme datasheet"')
+
+
+def _offer(id: str, model: str, memory: int) -> Offer:
+    return Offer(id=id, provider="p1", site="s1", region="r1", tier="hub", model=model,
+                 device_memory_gb=Fraction(memory), devices=1, floor_fen_per_du=1)
+
+
+def test_offer_of_a_model_with_unknown_memory_is_not_bounded_by_the_catalog():
+    assert check_offer(_offer("o1", "X1", 48), _UNKNOWN_MEMORY) == Fraction(1, 10)
+    book = build_book([], [_offer("o1", "X1", 16), _offer("o2", "X1", 48)], _UNKNOWN_MEMORY, at_ms=0)
+    assert len(book.offers) == 2
+
+
+def test_offer_above_known_memory_is_still_rejected():
+    with pytest.raises(OrderError, match="more than X2-8G has"):
+        check_offer(_offer("o1", "X2-8G", 16), _UNKNOWN_MEMORY)
+    with pytest.raises(OrderError, match="more than X2-8G has"):
+        build_book([], [_offer("o1", "X2-8G", 8), _offer("o2", "X2-8G", 16)], _UNKNOWN_MEMORY, at_ms=0)
 
 
 def test_parse_catalog_rejects_short_row_without_source_column():

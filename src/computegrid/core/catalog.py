@@ -17,13 +17,16 @@ from computegrid.core.data import packaged_text
 
 @dataclass(frozen=True)
 class AcceleratorModel:
-    """One catalog entry. Memory in GB, bandwidth in GB/s, throughput in TFLOP/s (TOP/s for INT8)."""
+    """One catalog entry. Memory in GB, bandwidth in GB/s, throughput in TFLOP/s (TOP/s for INT8).
+
+    Every figure, memory included, is None when no public source confirms it.
+    """
 
     model: str
     aliases: tuple[str, ...]
     vendor: str
     family: str
-    memory_gb: Fraction
+    memory_gb: Fraction | None
     memory_bandwidth_gbs: Fraction | None
     fp16_tflops: Fraction | None
     fp32_tflops: Fraction | None
@@ -95,7 +98,7 @@ def parse_catalog(text: str) -> Catalog:
                 aliases=tuple(a for a in row["aliases"].split("|") if a),
                 vendor=row["vendor"],
                 family=row["family"],
-                memory_gb=Fraction(row["memory_gb"]),
+                memory_gb=_opt(row["memory_gb"]),
                 memory_bandwidth_gbs=_opt(row["memory_bandwidth_gbs"]),
                 fp16_tflops=_opt(row["fp16_tflops"]),
                 fp32_tflops=_opt(row["fp32_tflops"]),

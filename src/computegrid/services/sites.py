@@ -107,8 +107,12 @@ def register_node(*, session: Session, principal: Principal, catalog: Catalog, s
             entry = catalog.get(dev.model)
         except UnknownAccelerator as exc:
             raise Invalid(f"devices[{dev.index}].model: {exc}") from exc
-        resolved.append((dev, entry.model, dev.memory_gb if dev.memory_gb is not None
-                         else Decimal(str(float(entry.memory_gb)))))
+        memory = dev.memory_gb if dev.memory_gb is not None else (
+            None if entry.memory_gb is None else Decimal(str(float(entry.memory_gb))))
+        if memory is None:
+            raise Invalid(f"devices[{dev.index}].memory_gb: the catalog does not know how much memory a "
+                          f"{entry.model} has, so the device must report it")
+        resolved.append((dev, entry.model, memory))
     node = session.scalar(select(Node).where(Node.site_id == owned.id, Node.name == name))
     if node is None:
         node = Node(site_id=owned.id, name=name, cpu_milli=cpu_milli, memory_mb=memory_mb, state="up",

@@ -75,11 +75,12 @@ def pool_of(nodes: list[LiveNode], catalog: Catalog, site: Site) -> SimPool:
     """A SimPool of `nodes` at one site, node ids 0.. in the given order (the live pool orders by node id)."""
     infos = [NodeInfo(node_id=i, site=site.name, region=site.region, tier=site.tier, up=True, cpu_milli=n.cpu_milli,
                       memory_mb=n.memory_mb) for i, n in enumerate(nodes)]
-    devices = [DeviceInfo(node_id=i, index=k, model=catalog.get(m).model, memory_gb=float(catalog.get(m).memory_gb))
+    devices = [DeviceInfo(node_id=i, index=k, model=catalog.get(m).model,
+                          memory_gb=float(catalog.get(m).memory_gb or 0))  # unknown memory: 0 GB, meets no minimum
                for i, n in enumerate(nodes) for k, m in enumerate(n.models)]
     pool_nodes = [PoolNode(name=n.name, cpu_milli=n.cpu_milli, memory_mb=n.memory_mb, devices=len(n.models),
                            model=catalog.get(n.models[0]).model if n.models else "",
-                           device_memory_gb=float(catalog.get(n.models[0]).memory_gb) if n.models else 0.0)
+                           device_memory_gb=float(catalog.get(n.models[0]).memory_gb or 0) if n.models else 0.0)
                   for n in nodes]
     return SimPool(name="live", source="live", snapshot=PoolSnapshot(infos, devices), nodes=pool_nodes, sites=[site],
                    node_site=[site] * len(nodes), opaque_models=())

@@ -116,7 +116,7 @@ def resolve_model(name: str, catalog: Catalog) -> tuple[str, float, bool]:
         entry = catalog.get(name)
     except UnknownAccelerator:
         return name, 0.0, False
-    return entry.model, float(entry.memory_gb), True
+    return entry.model, float(entry.memory_gb or 0), True  # unknown memory: 0 GB, meets no minimum
 
 
 def _int(row: list[str], index: int, column: str, path: Path, line: int, *, minimum: int = 0) -> int:

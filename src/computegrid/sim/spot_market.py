@@ -46,6 +46,8 @@ class SpotMarket:
             if pairs.model[p] not in site.floors:
                 continue
             entry = catalog.get(pairs.model[p])
+            if entry.memory_gb is None:
+                continue  # a spot offer states its device memory, which the catalog does not know here
             offer_id = f"{pairs.site[p]}/{entry.model}"
             self.offer_of_pair[p], self.pair_of_offer[offer_id] = offer_id, p
             self.canonical[p], self.memory[p], self.floor[p] = entry.model, entry.memory_gb, site.floors[pairs.model[p]]

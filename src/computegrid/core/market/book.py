@@ -57,13 +57,13 @@ def build_book(bids: Sequence[Bid], offers: Sequence[Offer], catalog: Catalog, *
     """
     check_unique_ids(bids, offers)
     rate_by_model: dict[str, Fraction] = {}
-    memory_by_model: dict[str, Fraction] = {}
+    memory_by_model: dict[str, Fraction | None] = {}
     live_offers = []
     for offer in sorted(offers, key=lambda o: o.id):
         if offer.model not in rate_by_model:
             rate_by_model[offer.model] = check_offer(offer, catalog)
             memory_by_model[offer.model] = catalog.get(offer.model).memory_gb
-        elif offer.device_memory_gb > memory_by_model[offer.model]:
+        elif (known := memory_by_model[offer.model]) is not None and offer.device_memory_gb > known:
             check_offer(offer, catalog)
         if offer.window_end_ms is None or offer.window_end_ms > at_ms:
             live_offers.append(offer)

@@ -207,7 +207,7 @@ def check_offer(offer: Offer, catalog: Catalog) -> Fraction:
                          f"{', '.join(catalog.names)}") from None
     if entry.model != offer.model:
         raise OrderError(f"offer {offer.id!r}: give the canonical model name {entry.model!r}, not {offer.model!r}")
-    if offer.device_memory_gb > entry.memory_gb:
+    if entry.memory_gb is not None and offer.device_memory_gb > entry.memory_gb:  # unknown: nothing to bound
         raise OrderError(f"offer {offer.id!r}: {offer.device_memory_gb} GB per device is more than "
                          f"{entry.model} has ({entry.memory_gb} GB)")
     try:

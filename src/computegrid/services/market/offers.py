@@ -85,6 +85,8 @@ def create_offer(*, session: Session, principal: Principal, catalog: Catalog, si
     row_site = _site_for(session, principal, site)
     canonical = canonical_model(model, catalog)
     memory = catalog.get(canonical).memory_gb if device_memory_gb is None else device_memory_gb
+    if memory is None:
+        raise Invalid(f"the catalog does not know how much memory a {canonical} has; give device_memory_gb")
     if not isinstance(devices, int) or isinstance(devices, bool) or not 0 < devices <= MAX_DEVICES:
         raise Invalid(f"devices must be a whole number from 1 to {MAX_DEVICES}, got {devices!r}")
     if kind == "reserved" and window_start_ms is not None and window_end_ms is not None \
