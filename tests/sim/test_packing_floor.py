@@ -45,6 +45,11 @@ def test_three_large_shares_leave_one_whole_device_short():
     assert floor.optimal
 
 
+def test_placing_every_share_gives_the_plain_waste():
+    floor = packing_floor({600: 3}, capacity_milli=3000, arrived_milli=2800, allow_drop=False)
+    assert (floor.unallocated_milli, floor.dropped_milli) == (1200, 0)
+
+
 def test_perfectly_packable_shares_leave_only_the_gap():
     floor = packing_floor({500: 4, 250: 4}, capacity_milli=5000, arrived_milli=4000)
     assert (floor.unallocated_milli, floor.dropped_milli) == (1000, 0)

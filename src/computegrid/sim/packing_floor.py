@@ -40,8 +40,11 @@ class Floor:
 
 
 def packing_floor(shares: Mapping[int, int], capacity_milli: int, arrived_milli: int,
-                  time_limit_s: float = 60.0) -> Floor:
+                  time_limit_s: float = 60.0, allow_drop: bool = True) -> Floor:
     """The floor for `shares` (milli per device -> count of jobs) arrived with `arrived_milli` in all.
+
+    allow_drop=False fixes dropped at 0: the waste when every share is placed. That is no bound for
+    a policy (one that fails a share has dropped it) but shows how much of a gap is packing.
 
     Raises ValueError for a share outside 1..999 or arrived demand above capacity.
     """
@@ -102,8 +105,11 @@ def packing_floor(shares: Mapping[int, int], capacity_milli: int, arrived_milli:
     upper = np.concatenate([np.zeros(cap + 1), [float(shares[s]) for s in sizes], [np.inf, np.inf]])
     cost = np.zeros(n_vars)
     cost[t] = 1.0
+    upper_bounds = np.full(n_vars, np.inf)
+    if not allow_drop:
+        upper_bounds[d0:d0 + n_types] = 0.0
     result = milp(cost, constraints=LinearConstraint(matrix, lower, upper), integrality=np.ones(n_vars),
-                  bounds=Bounds(0, np.inf), options={"time_limit": time_limit_s, "mip_rel_gap": 0.0})
+                  bounds=Bounds(0, upper_bounds), options={"time_limit": time_limit_s, "mip_rel_gap": 0.0})
     if result.x is None:
         raise RuntimeError(f"packing floor: solver gave no solution ({result.message})")
     x = np.rint(result.x).astype(np.int64)
