@@ -12,7 +12,11 @@
 #
 # Environment: RAY_BIN, CG_RAY_STATE (/tmp/cg-ray), CG_RAY_GCS_PORT (6390), CG_RAY_DASHBOARD_PORT (8265),
 #              CG_RAY_OBJECT_STORE_BYTES (100 MB per node), CG_RAY_MEMORY_BYTES (Ray's `memory` resource per
-#              node, 2 GiB), CG_RAY_TIMEOUT (120 s to come up).
+#              node, 2 GiB), CG_RAY_TIMEOUT (120 s to come up), CG_RAY_SETTLE (12 s: how long both nodes must
+#              stay up after they first answer).
+# Fixed ports sit below Linux's ephemeral range (32768-60999): a port in that range can be taken at any
+# moment by an outgoing connection's local end, and a Ray agent that cannot bind exits, taking its raylet
+# with it (seen: runtime_env_agent on 52404 exited at start, the head went down 10 s later).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,6 +27,7 @@ DASH_PORT="${CG_RAY_DASHBOARD_PORT:-8265}"
 OBJ_BYTES="${CG_RAY_OBJECT_STORE_BYTES:-100000000}"
 MEM_BYTES="${CG_RAY_MEMORY_BYTES:-2147483648}"
 TIMEOUT="${CG_RAY_TIMEOUT:-120}"
+SETTLE="${CG_RAY_SETTLE:-12}"
 API="http://127.0.0.1:$DASH_PORT"
 
 [ -x "$RAY_BIN" ] || { echo "ray-up: no ray at $RAY_BIN (run make install, or set RAY_BIN)" >&2; exit 1; }
@@ -114,9 +119,9 @@ common=(--block --node-ip-address=127.0.0.1 --num-cpus=2 --num-gpus=0 --memory="
 # Linux. So the worker runs `ray start` through a two-line shim that keeps 127.0.0.1 as given.
 RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 setsid "$RAY_BIN" start --head "${common[@]}" --port="$GCS_PORT" \
     --include-dashboard=true --dashboard-host=127.0.0.1 --dashboard-port="$DASH_PORT" \
-    --ray-client-server-port=10401 --dashboard-agent-listen-port=52401 --dashboard-agent-grpc-port=52402 \
-    --metrics-export-port=52403 --runtime-env-agent-port=52404 \
-    --node-manager-port=52405 --object-manager-port=52406 --min-worker-port=52500 --max-worker-port=52599 \
+    --ray-client-server-port=10401 --dashboard-agent-listen-port=21401 --dashboard-agent-grpc-port=21402 \
+    --metrics-export-port=21403 --runtime-env-agent-port=21404 \
+    --node-manager-port=21405 --object-manager-port=21406 --min-worker-port=21500 --max-worker-port=21599 \
     --resources='{"GPU_A100": 2, "cg_node_head": 1}' \
     </dev/null >"$STATE/head.log" 2>&1 &
 echo $! >"$STATE/head.pid"
@@ -130,13 +135,22 @@ from ray.scripts.scripts import main
 sys.argv[0] = "ray"
 sys.exit(main())'
 setsid "$RAY_PY" -c "$SHIM" start "${common[@]}" --address="127.0.0.1:$GCS_PORT" \
-    --dashboard-agent-listen-port=52411 --dashboard-agent-grpc-port=52412 \
-    --metrics-export-port=52413 --runtime-env-agent-port=52414 \
-    --node-manager-port=52415 --object-manager-port=52416 --min-worker-port=52600 --max-worker-port=52699 \
+    --dashboard-agent-listen-port=21411 --dashboard-agent-grpc-port=21412 \
+    --metrics-export-port=21413 --runtime-env-agent-port=21414 \
+    --node-manager-port=21415 --object-manager-port=21416 --min-worker-port=21600 --max-worker-port=21699 \
     --resources='{"GPU_A100": 2, "cg_node_worker1": 1}' \
     </dev/null >"$STATE/worker1.log" 2>&1 &
 echo $! >"$STATE/worker1.pid"
 alive head || { echo "ray-up: the head exited; the end of $STATE/head.log:" >&2; tail -n 30 "$STATE/head.log" >&2; exit 1; }
 wait_nodes 2 worker1 || { tail -n 30 "$STATE/worker1.log" "$STATE/head.log" >&2; exit 1; }
+
+# A raylet whose agent dies exits about 10 s later ("fate-shares"), taking the node down after the APIs first
+# answered. Look again once that window has passed, so that a caller's retry covers this case too.
+sleep "$SETTLE"
+for node in head worker1; do
+    alive "$node" || { echo "ray-up: $node went down within ${SETTLE}s of starting; the end of $STATE/$node.log:" >&2
+                       tail -n 30 "$STATE/$node.log" >&2; exit 1; }
+done
+[ "$(alive_nodes)" -ge 2 ] 2>/dev/null || { echo "ray-up: fewer than 2 alive nodes ${SETTLE}s after start" >&2; exit 1; }
 
 echo "ray-up: 2 nodes up; Jobs API $API, GCS 127.0.0.1:$GCS_PORT, state in $STATE"
