@@ -59,8 +59,7 @@ def packing_floor(shares: Mapping[int, int], capacity_milli: int, arrived_milli:
     unit = reduce(math.gcd, sizes, MILLI_PER_DEVICE)
     cap = MILLI_PER_DEVICE // unit
     # variables: share arcs (size, start), loss arcs (start), bins z, dropped d[size], t
-    arcs = [(u, u + s // unit) for s in sizes for u in range(cap - s // unit + 1)]
-    arc_size = [s for s in sizes for _ in range(cap - s // unit + 1)]
+    arcs = [(u, u + s // unit, k) for k, s in enumerate(sizes) for u in range(cap - s // unit + 1)]
     n_share, n_loss, n_types = len(arcs), cap, len(sizes)
     z = n_share + n_loss
     d0 = z + 1
@@ -75,21 +74,19 @@ def packing_floor(shares: Mapping[int, int], capacity_milli: int, arrived_milli:
         cols.append(c)
         vals.append(v)
 
-    # flow conservation at nodes 0..cap: inflow - outflow = 0 (z carries cap back to 0)
-    for j, (u, v) in enumerate(arcs):
+    r = cap + 1
+    # flow conservation at nodes 0..cap: inflow - outflow = 0 (z carries cap back to 0);
+    # row r + k: the arcs of size k placed + dropped = count
+    for j, (u, v, k) in enumerate(arcs):
         put(v, j, 1.0)
         put(u, j, -1.0)
+        put(r + k, j, 1.0)
     for u in range(cap):
         put(u + 1, n_share + u, 1.0)
         put(u, n_share + u, -1.0)
     put(0, z, 1.0)
     put(cap, z, -1.0)
-    r = cap + 1
-    # each size: placed + dropped = count
-    for k, s in enumerate(sizes):
-        for j, size in enumerate(arc_size):
-            if size == s:
-                put(r + k, j, 1.0)
+    for k in range(n_types):
         put(r + k, d0 + k, 1.0)
     r += n_types
     # t >= gap + dropped ;  t >= 1000 z - sum(placed) = 1000 z - total + dropped
