@@ -41,7 +41,7 @@ import numpy as np
 from computegrid.core.placement.base import PlacementRequest, register_policy
 from computegrid.core.placement.fgd import FragmentationAware
 from computegrid.core.placement.fragmentation import SCALAR_BATCH, TypicalPod, sigmoid_thresholds
-from computegrid.core.pool import FloatArray, IntArray, PoolSnapshot
+from computegrid.core.pool import BoolArray, FloatArray, IntArray, PoolSnapshot
 from computegrid.core.units import MILLI_PER_DEVICE
 
 #: a choice slot that is not a choice (decreases are exact and may be negative)
@@ -161,39 +161,36 @@ class FgdBalance(FragmentationAware):
         return self.static_values(pool)[1]
 
     def static_values(self, pool: PoolSnapshot) -> tuple[FloatArray, FloatArray]:
-        """(scarcity, pressure): static for a pool and mix (total devices, CPU, memory, kinds), cached on the pool."""
+        """(scarcity, pressure): static for a pool and mix (total devices, CPU, memory, kinds), kept for the
+        last pool seen (set_mix forgets them)."""
         if self._static_pool is pool:
             return self._static
-        key = ("fgd-balance-static", self.model.mix)
-        hit = pool.static_cache.get(key)
-        if hit is None:
-            node_class, classes = self.model.access(pool)
-            scarcity = np.zeros(pool.node_count, dtype=np.float64)
-            pressure = np.zeros(pool.node_count, dtype=np.float64)
-            demand = sum(t.milli_per_device * t.devices * t.count for t in self.model.mix)
-            wanted: dict[int, float] = {}  # per shape index of the first shape of each kind set: its GPU share
-            first_of: dict[frozenset[str], int] = {}
-            for t, shape in enumerate(self.model.mix):
-                accepts = classes[node_class, t] & (pool.dev_count > 0)
-                gpu_share = shape.milli_per_device * shape.devices * shape.count / demand if demand else 0.0
-                if shape.devices >= 2 and gpu_share >= MIN_SHARE:
-                    hosts = (accepts & (pool.dev_count >= shape.devices) & (pool.cpu_total >= shape.cpu_milli)
-                             & (pool.mem_total >= shape.memory_mb))
-                    n_hosts = int(np.count_nonzero(hosts))
-                    if n_hosts:
-                        share = shape.count / self.model.total_weight
-                        scarcity += np.where(hosts, share * pool.node_count / n_hosts, 0.0)
-                if shape.models and shape.milli_per_device and demand:
-                    first = first_of.setdefault(shape.models, t)
-                    wanted[first] = wanted.get(first, 0.0) + gpu_share
-            devices = int(pool.dev_count.sum())
-            for t, share in wanted.items():
-                accepts = classes[node_class, t] & (pool.dev_count > 0)
-                supply = int(pool.dev_count[accepts].sum()) / devices
-                if share >= MIN_SHARE and supply:
-                    pressure += np.where(accepts, share / supply, 0.0)
-            hit = pool.static_cache[key] = (scarcity, pressure)
-        self._static_pool, self._static = pool, hit
+        node_class, classes = self.model.access(pool)
+        scarcity = np.zeros(pool.node_count, dtype=np.float64)
+        pressure = np.zeros(pool.node_count, dtype=np.float64)
+        demand = sum(t.milli_per_device * t.devices * t.count for t in self.model.mix)
+        kind_sets: dict[frozenset[str], tuple[float, BoolArray]] = {}  # GPU share and the nodes it accepts
+        for t, shape in enumerate(self.model.mix):
+            if not shape.milli_per_device or not demand:
+                continue
+            accepts = classes[node_class, t] & (pool.dev_count > 0)
+            gpu_share = shape.milli_per_device * shape.devices * shape.count / demand
+            if shape.devices >= 2 and gpu_share >= MIN_SHARE:
+                hosts = (accepts & (pool.dev_count >= shape.devices) & (pool.cpu_total >= shape.cpu_milli)
+                         & (pool.mem_total >= shape.memory_mb))
+                n_hosts = int(np.count_nonzero(hosts))
+                if n_hosts:
+                    share = shape.count / self.model.total_weight
+                    scarcity += np.where(hosts, share * pool.node_count / n_hosts, 0.0)
+            if shape.models:
+                earlier = kind_sets.get(shape.models, (0.0, accepts))[0]
+                kind_sets[shape.models] = (earlier + gpu_share, accepts)
+        devices = int(pool.dev_count.sum())
+        for share, accepts in kind_sets.values():
+            supply = int(pool.dev_count[accepts].sum()) / devices
+            if share >= MIN_SHARE and supply:
+                pressure += np.where(accepts, share / supply, 0.0)
+        self._static_pool, self._static = pool, (scarcity, pressure)
         return self._static
 
 
