@@ -38,6 +38,16 @@ def write_json(result: FederationResult, path: Path) -> None:
     path.write_text(json.dumps(result.figures(), indent=1, default=str) + "\n")
 
 
+def _save(fig: Any, folder: Path, name: str, title: str) -> tuple[str, str]:
+    """Write `fig` to folder/name as PNG and close it; (name, title) for the report."""
+    import matplotlib.pyplot as plt  # loaded by _plots, after it chose the Agg backend
+
+    fig.tight_layout()
+    fig.savefig(folder / name, dpi=110)
+    plt.close(fig)
+    return name, title
+
+
 def _plots(result: FederationResult, folder: Path) -> list[tuple[str, str]]:
     import matplotlib
 
@@ -60,10 +70,7 @@ def _plots(result: FederationResult, folder: Path) -> list[tuple[str, str]]:
             ax.axvline(x - 0.5, color="white", linestyle="--", linewidth=1)
         fig.colorbar(image, ax=ax, fraction=0.025)
     axes[-1, 0].set_xlabel("hours from the start (dashed: measured window)")
-    fig.tight_layout()
-    fig.savefig(folder / "utilisation.png", dpi=110)
-    plt.close(fig)
-    out.append(("utilisation.png", "Utilisation over time per region"))
+    out.append(_save(fig, folder, "utilisation.png", "Utilisation over time per region"))
 
     fig, ax = plt.subplots(figsize=(12, 4.5))
     regions = sorted(next(iter(worlds.values())).series["idle_device_hours_by_region"])
@@ -76,10 +83,7 @@ def _plots(result: FederationResult, folder: Path) -> list[tuple[str, str]]:
     ax.set_xticks(np.arange(len(regions)) + width * (len(worlds) - 1) / 2, regions, rotation=60, fontsize=8)
     ax.set_ylabel("idle device-hours in the window")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(folder / "idle.png", dpi=110)
-    plt.close(fig)
-    out.append(("idle.png", "Idle device-hours per region"))
+    out.append(_save(fig, folder, "idle.png", "Idle device-hours per region"))
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for name, m in worlds.items():
@@ -92,10 +96,7 @@ def _plots(result: FederationResult, folder: Path) -> list[tuple[str, str]]:
     ax.set_ylabel("share of the window's jobs")
     ax.axvline(3601, color="grey", linestyle=":", linewidth=1)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(folder / "waits.png", dpi=110)
-    plt.close(fig)
-    out.append(("waits.png", "Queueing delay distributions"))
+    out.append(_save(fig, folder, "waits.png", "Queueing delay distributions"))
 
     index = {name: m.series["spot_index"] for name, m in worlds.items() if m.series["spot_index"]}
     if index:
@@ -113,10 +114,7 @@ def _plots(result: FederationResult, folder: Path) -> list[tuple[str, str]]:
         ax.set_xlabel("hours from the start")
         ax.set_ylabel("spot price (fen per du), one line per class (model, region)")
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(folder / "spot_index.png", dpi=110)
-        plt.close(fig)
-        out.append(("spot_index.png", "Spot price index"))
+        out.append(_save(fig, folder, "spot_index.png", "Spot price index"))
 
     fig, ax = plt.subplots(figsize=(9, 4.5))
     groups = [*KINDS, "all"]
@@ -128,10 +126,7 @@ def _plots(result: FederationResult, folder: Path) -> list[tuple[str, str]]:
     ax.set_xticks(np.arange(len(groups)) + width * (len(worlds) - 1) / 2, groups)
     ax.set_ylabel("fen per du paid by tenants")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(folder / "cost_per_du.png", dpi=110)
-    plt.close(fig)
-    out.append(("cost_per_du.png", "Cost per du paid by tenants"))
+    out.append(_save(fig, folder, "cost_per_du.png", "Cost per du paid by tenants"))
     return out
 
 
