@@ -17,6 +17,9 @@ class Tenant(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     created_ms: Mapped[int] = mapped_column(BigInteger)
+    # The priority classes this tenant's jobs may ask for (comma-separated, of low, normal, high); set by operators.
+    priority_classes: Mapped[str] = mapped_column(String(32), default="low,normal")
+    fair_share: Mapped[int] = mapped_column(Integer, default=1)  # fair-share weight (Slurm's shares), >= 1
 
 
 class Provider(Base):
@@ -57,6 +60,8 @@ class Site(Base):
     backend: Mapped[str] = mapped_column(String(16))
     electricity_fen_per_kwh: Mapped[Decimal] = mapped_column(Numeric(12, 4))
     created_ms: Mapped[int] = mapped_column(BigInteger)
+    # What the site's engine supports, as JSON (see core.pool.Capabilities); "" until its agent declares it.
+    capabilities: Mapped[str] = mapped_column(Text, default="")
 
 
 class Node(Base):
@@ -117,6 +122,10 @@ class Job(Base):
     # provider's posted schedule, applied to each usage interval by its time band.
     price_kind: Mapped[str | None] = mapped_column(String(16))
     price_fen_per_du: Mapped[int | None] = mapped_column(BigInteger)
+    # Queue inputs fixed at submission: the priority class (0 low, 1 normal, 2 high) and the priority of the
+    # best training package the tenant held then (0: none).
+    priority_class: Mapped[int] = mapped_column(Integer, default=1)
+    package_priority: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class JobAllocation(Base):
@@ -149,10 +158,11 @@ class JobEvent(Base):
 
 class JobLogChunk(Base):
     __tablename__ = "job_log_chunks"
-    __table_args__ = (UniqueConstraint("job_id", "attempt", "offset"),)
+    __table_args__ = (UniqueConstraint("job_id", "attempt", "rank", "offset", name="uq_job_log_chunks_rank_offset"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"))
     attempt: Mapped[int] = mapped_column(Integer)
+    rank: Mapped[int] = mapped_column(Integer, default=0)  # the gang member whose output this is
     offset: Mapped[int] = mapped_column(BigInteger)  # byte offset of this chunk in the attempt's log
     data: Mapped[str] = mapped_column(Text)
 
@@ -172,6 +182,22 @@ class UsageRecord(Base):
     cpu_milli: Mapped[int] = mapped_column(BigInteger, default=0)
     start_ms: Mapped[int] = mapped_column(BigInteger)
     end_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class RegionRtt(Base):
+    """An operator's round-trip time between two regions (ms), overriding or adding to the built-in table.
+
+    Stored once per unordered pair, with `region_a` < `region_b`.
+    """
+
+    __tablename__ = "region_rtts"
+    __table_args__ = (UniqueConstraint("region_a", "region_b", name="uq_region_rtts_pair"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    region_a: Mapped[str] = mapped_column(String(64))
+    region_b: Mapped[str] = mapped_column(String(64))
+    rtt_ms: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(Text, default="")  # how it was measured, by whom
+    updated_ms: Mapped[int] = mapped_column(BigInteger)
 
 
 import computegrid.store.models_billing  # noqa: E402, F401  (billing tables share Base; imported for metadata)
