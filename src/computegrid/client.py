@@ -119,6 +119,22 @@ class Client:
         result: dict[str, Any] = self._call("POST", "/v1/tenants", json={"name": name})
         return result
 
+    def tenants(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", "/v1/tenants")
+        return result
+
+    def tenant(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"/v1/tenants/{name}")
+        return result
+
+    def set_tenant_limits(self, name: str, *, priority_classes: list[str] | None = None,
+                          fair_share: int | None = None) -> dict[str, Any]:
+        """Operator: a tenant's allowed priority classes and/or fair-share weight (None keeps the current one)."""
+        body = {k: v for k, v in (("priority_classes", priority_classes), ("fair_share", fair_share))
+                if v is not None}
+        result: dict[str, Any] = self._call("PATCH", f"/v1/tenants/{name}", json=body)
+        return result
+
     def create_provider(self, name: str) -> dict[str, Any]:
         result: dict[str, Any] = self._call("POST", "/v1/providers", json={"name": name})
         return result
@@ -143,6 +159,31 @@ class Client:
 
     def nodes(self, site: str | None = None) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._call("GET", "/v1/nodes", params={"site": site} if site else None)
+        return result
+
+    # -- regions and round trips
+    def regions(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", "/v1/regions")
+        return result
+
+    def region_rtts(self, from_region: str | None = None) -> list[dict[str, Any]]:
+        """Round trips (ms) the scheduler routes by; from one region (nearest first) or every pair."""
+        result: list[dict[str, Any]] = self._call("GET", "/v1/regions/rtt",
+                                                  params={"from": from_region} if from_region else None)
+        return result
+
+    def set_region_rtt(self, region_a: str, region_b: str, rtt_ms: int, *, source: str = "",
+                       new_region: bool = False) -> dict[str, Any]:
+        """Operator: override or add the round trip between two regions (`new_region` to add a region)."""
+        result: dict[str, Any] = self._call("PUT", "/v1/regions/rtt", json={
+            "region_a": region_a, "region_b": region_b, "rtt_ms": rtt_ms, "source": source,
+            "new_region": new_region})
+        return result
+
+    def clear_region_rtt(self, region_a: str, region_b: str) -> dict[str, Any]:
+        """Operator: drop an override; the pair goes back to the built-in estimate."""
+        result: dict[str, Any] = self._call("DELETE", f"/v1/regions/rtt/{quote(region_a, safe='')}/"
+                                                      f"{quote(region_b, safe='')}")
         return result
 
     # -- jobs
@@ -171,10 +212,13 @@ class Client:
         result: dict[str, Any] = self._call("POST", f"/v1/jobs/{job_id}/cancel")
         return result
 
-    def logs(self, job_id: int, *, offset: int = 0, attempt: int | None = None) -> dict[str, Any]:
+    def logs(self, job_id: int, *, offset: int = 0, attempt: int | None = None,
+             rank: int | None = None) -> dict[str, Any]:
         params: dict[str, Any] = {"offset": offset}
         if attempt is not None:
             params["attempt"] = attempt
+        if rank is not None:
+            params["rank"] = rank
         result: dict[str, Any] = self._call("GET", f"/v1/jobs/{job_id}/logs", params=params)
         return result
 
@@ -184,9 +228,13 @@ class Client:
 
     # -- agent
     def register_node(self, *, site: str, name: str, cpu_milli: int, memory_mb: int,
-                      devices: list[dict[str, Any]]) -> int:
-        result = self._call("POST", "/v1/agent/register", json={
-            "site": site, "name": name, "cpu_milli": cpu_milli, "memory_mb": memory_mb, "devices": devices})
+                      devices: list[dict[str, Any]], capabilities: dict[str, Any] | None = None) -> int:
+        """Register (or refresh) a node; `capabilities` (EngineCapabilities.to_dict) declare the site's engine."""
+        body: dict[str, Any] = {"site": site, "name": name, "cpu_milli": cpu_milli, "memory_mb": memory_mb,
+                                "devices": devices}
+        if capabilities is not None:
+            body["capabilities"] = capabilities
+        result = self._call("POST", "/v1/agent/register", json=body)
         return int(result["node_id"])
 
     def heartbeat(self, node_id: int, telemetry: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
@@ -201,9 +249,12 @@ class Client:
             "at_ms": at_ms})
         return result
 
-    def append_log(self, job_id: int, *, node_id: int, attempt: int, offset: int, data: str) -> int:
-        result = self._call("POST", f"/v1/agent/jobs/{job_id}/logs", json={
-            "node_id": node_id, "attempt": attempt, "offset": offset, "data": data})
+    def append_log(self, job_id: int, *, node_id: int, attempt: int, offset: int, data: str,
+                   rank: int | None = None) -> int:
+        body: dict[str, Any] = {"node_id": node_id, "attempt": attempt, "offset": offset, "data": data}
+        if rank is not None:
+            body["rank"] = rank
+        result = self._call("POST", f"/v1/agent/jobs/{job_id}/logs", json=body)
         return int(result["next_offset"])
 
     def report_usage(self, job_id: int, *, node_id: int, attempt: int, intervals: list[dict[str, Any]]) -> int:

@@ -26,7 +26,7 @@ BANDED = {"base_fen_per_du": 1000, "interruptible_floor_fen_per_du": 300,
 A100_CARD = {"product_id": "card-a100", "kind": "hour_card", "name": "A100 hour card", "du": "1", "price_fen": 800,
              "validity_days": 30, "models": ["A100"]}
 PACKAGE = {"product_id": "pkg-a100", "kind": "training_package", "name": "A100 training pack", "du": "10",
-           "price_fen": 7000, "validity_days": 90, "accelerator_class": "A100", "storage_gb": 500, "priority": 5}
+           "price_fen": 7000, "validity_days": 90, "accelerator_class": "A100", "priority": 5}
 
 
 def buy(world: World, who: str, product: str, quantity: int = 1, key: str | None = None) -> Any:
@@ -84,7 +84,7 @@ def test_products_are_defined_by_operators_and_bought_from_the_wallet(money_worl
     card = w.call("op", "POST", "/v1/products", json=A100_CARD)
     assert card.status_code == 201, card.text
     assert card.json()["models"] == ["A100-40G", "A100-80G"] and card.json()["fen_per_du"] == "800.00"
-    assert w.call("op", "POST", "/v1/products", json=PACKAGE).json()["storage_gb"] == 500
+    assert w.call("op", "POST", "/v1/products", json=PACKAGE).json()["priority"] == 5
     assert w.call("op", "POST", "/v1/products", json=A100_CARD).status_code == 409
     assert [p["product_id"] for p in w.call("bob", "GET", "/v1/products").json()] == ["card-a100", "pkg-a100"]
 

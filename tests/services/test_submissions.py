@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from computegrid.core.catalog import default_catalog
 from computegrid.core.jobs import parse_job_spec
 from computegrid.services import accounts
+from computegrid.services.errors import Forbidden
 from computegrid.services.submissions import Submission, SubmissionWriter, store_batch
 from computegrid.store.db import Database
 from computegrid.store.models import Job, JobEvent
@@ -22,9 +23,9 @@ def setup_tenants(db: Database) -> tuple[int, int, int]:
         return a, b, user.id
 
 
-def sub(tenant: int, user: int, key: str | None, name: str = "j") -> Submission:
-    return Submission(tenant_id=tenant, user_id=user, spec=parse_job_spec({"name": name, "run": "x"},
-                                                                          default_catalog()),
+def sub(tenant: int, user: int, key: str | None, name: str = "j", priority: str = "normal") -> Submission:
+    return Submission(tenant_id=tenant, user_id=user, spec=parse_job_spec({"name": name, "run": "x",
+                                                                           "priority": priority}, default_catalog()),
                       idempotency_key=key, now_ms=1000)
 
 
@@ -69,3 +70,18 @@ def test_writer_answers_every_concurrent_caller_once(db: Database) -> None:
     assert sum(stored_counts) == 50
     with db.reading() as session:
         assert session.scalar(select(func.count()).select_from(Job)) == 50
+
+
+def test_a_batch_refuses_only_the_submissions_of_a_class_the_tenant_may_not_use(db: Database) -> None:
+    a, _, user = setup_tenants(db)
+    batch = [sub(a, user, "k", priority="high"), sub(a, user, "k", priority="low"), sub(a, user, None),
+             sub(a, user, None, priority="high")]
+    with db.transaction() as session:
+        out = store_batch(session, batch)
+    assert isinstance(out[0], Forbidden) and isinstance(out[3], Forbidden)
+    assert "may not use priority 'high'" in out[0].message
+    assert not isinstance(out[1], Forbidden) and out[1].created  # the refused one did not take the key
+    assert not isinstance(out[2], Forbidden) and out[2].created
+    with db.reading() as session:
+        assert sorted(session.scalars(select(Job.priority_class))) == [0, 1]
+        assert session.scalar(select(func.count()).select_from(JobEvent)) == 2

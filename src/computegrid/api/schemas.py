@@ -13,6 +13,14 @@ class TenantCreate(Strict):
     name: str = Field(max_length=64)
 
 
+class TenantUpdate(Strict):
+    """Operator: per-tenant scheduling limits; a field left out keeps its value."""
+
+    priority_classes: list[str] | None = Field(default=None, max_length=3,
+                                               description="classes the tenant's jobs may use: low, normal, high")
+    fair_share: int | None = Field(default=None, strict=True, description="fair-share weight, a whole number >= 1")
+
+
 class ProviderCreate(Strict):
     name: str = Field(max_length=64)
 
@@ -40,12 +48,23 @@ class DeviceRegister(Strict):
     source: str = Field(default="detected", pattern="^(detected|declared|engine)$")
 
 
+class EngineCapabilitiesBody(Strict):
+    """What the site's engine can run (core.capabilities.EngineCapabilities); models None: any it lists."""
+
+    shares: bool = True
+    images: bool = True
+    gangs: bool = True
+    models: list[str] | None = Field(default=None, max_length=1024)
+
+
 class NodeRegister(Strict):
     site: str = Field(max_length=64)
     name: str = Field(min_length=1, max_length=128)
     cpu_milli: int = Field(gt=0, le=100_000_000)
     memory_mb: int = Field(gt=0, le=1_000_000_000)
     devices: list[DeviceRegister] = Field(default_factory=list, max_length=1024)
+    #: the site's engine; left out by an older agent (the site then keeps what it declared, if anything)
+    capabilities: EngineCapabilitiesBody | None = None
 
 
 class DeviceTelemetry(Strict):
@@ -73,6 +92,7 @@ class JobStateReport(Strict):
 class LogChunk(Strict):
     node_id: int
     attempt: int = Field(ge=1)
+    rank: int | None = Field(default=None, ge=0)  # the node's rank in the attempt; None: the same
     offset: int = Field(ge=0)
     data: str
 

@@ -9,7 +9,7 @@ from fractions import Fraction
 from typing import Annotated, Any, Literal
 
 from fastapi import Path, Query
-from pydantic import Field, StrictInt, StrictStr
+from pydantic import Field, StrictInt, StrictStr, model_validator
 
 from computegrid.api.schemas import Strict
 from computegrid.services.billing.parties import MAX_FEN
@@ -95,8 +95,17 @@ class ProductCreate(Strict):
     models: list[Label] | None = Field(default=None, max_length=64,
                                       description="hour cards: models or classes it covers (default: any)")
     accelerator_class: Label | None = None
-    storage_gb: StrictInt = Field(default=0, ge=0, le=10_000_000)
-    priority: StrictInt = Field(default=0, ge=-1000, le=1000)
+    priority: StrictInt = Field(default=0, ge=-1000, le=1000, description=(
+        "training packages: a holder's jobs get the highest priority of its active packages as their package "
+        "priority, one factor of the queue's multifactor priority"))
+
+    @model_validator(mode="before")
+    @classmethod
+    def storage_is_not_sold(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "storage_gb" in data:
+            raise ValueError("storage_gb: storage is not sold (no quota on job storage is enforced); "
+                             "leave storage_gb out")
+        return data
 
 
 class PurchaseCreate(Strict):

@@ -13,6 +13,8 @@ import yaml
 
 from computegrid.cli import market as market_cli
 from computegrid.cli import money
+from computegrid.cli import regions as regions_cli
+from computegrid.cli import tenants as tenants_cli
 from computegrid.cli.bench import bench_app
 from computegrid.cli.common import call, client, err, fail, out
 from computegrid.cli.render import jobs_table, nodes_table, sites_table, state_text
@@ -30,6 +32,13 @@ app.add_typer(sim_app, name="sim")
 FINAL = {"succeeded", "failed", "cancelled"}
 
 
+def _check_queue_policy(name: str) -> None:
+    from computegrid.core.queueing import QUEUE_POLICIES
+
+    if name not in QUEUE_POLICIES:
+        raise fail(f"unknown queue policy {name!r}; known: {', '.join(QUEUE_POLICIES)}", 2)
+
+
 @app.command()
 def up(
     port: Annotated[int, typer.Option(help="Port for the API.")] = 8000,
@@ -37,6 +46,8 @@ def up(
     state_dir: Annotated[Path, typer.Option(help="Where SQLite, keys and job files live.")] = Path(".computegrid"),
     site_file: Annotated[Path | None, typer.Option(help="Declare extra devices for the local node (demo).")] = None,
     policy: Annotated[str, typer.Option(help="Placement policy (see core/placement).")] = "default",
+    queue_policy: Annotated[str, typer.Option(help="Queue order: multifactor (priority class, fair share, age, "
+                                                   "package; EASY backfill), fair, fifo or sjf.")] = "multifactor",
     heartbeat_timeout: Annotated[float, typer.Option(help="Seconds of silence before a node's jobs are lost.")] = 30,
     poll_interval: Annotated[float, typer.Option(help="Agent poll interval, seconds.")] = 0.5,
     no_agent: Annotated[bool, typer.Option("--no-agent", help="Run the API and scheduler only.")] = False,
@@ -50,8 +61,10 @@ def up(
     for given in (site_file, backend_config):
         if given is not None and not given.exists():
             raise fail(f"{given} does not exist", 2)
+    _check_queue_policy(queue_policy)
     try:
         run_up(UpOptions(host=host, port=port, state_dir=state_dir, site_file=site_file, policy=policy,
+                         queue_policy=queue_policy,
                          heartbeat_timeout_s=heartbeat_timeout, poll_interval_s=poll_interval, agent=not no_agent,
                          backend=backend, backend_config=backend_config),
                out)
@@ -77,14 +90,18 @@ def serve(
 @app.command()
 def scheduler(
     policy: Annotated[str, typer.Option(help="Placement policy (see core/placement).")] = "default",
+    queue_policy: Annotated[str, typer.Option(help="Queue order: multifactor (priority class, fair share, age, "
+                                                   "package; EASY backfill), fair, fifo or sjf.")] = "multifactor",
     heartbeat_timeout: Annotated[float, typer.Option(help="Seconds of silence before a node's jobs are lost.")] = 30,
     state_dir: Annotated[Path, typer.Option(help="State directory (SQLite).")] = Path(".computegrid"),
 ) -> None:
     """Run only the scheduler (full-size layout). On PostgreSQL a second one waits for the leader's lock."""
     from computegrid.cli.serve import run_scheduler
 
+    _check_queue_policy(queue_policy)
     try:
-        run_scheduler(policy=policy, heartbeat_timeout_s=heartbeat_timeout, state_dir=state_dir, console=out)
+        run_scheduler(policy=policy, queue_policy=queue_policy, heartbeat_timeout_s=heartbeat_timeout,
+                      state_dir=state_dir, console=out)
     except KeyError as exc:
         raise fail(str(exc), 2) from exc
 
@@ -99,6 +116,9 @@ def agent(
     work_dir: Annotated[Path, typer.Option(help="Where the backend keeps its job files.")] = Path(
         ".computegrid/agent"),
     poll_interval: Annotated[float, typer.Option(help="Seconds between heartbeats.")] = 1.0,
+    lease: Annotated[float, typer.Option(
+        help="Seconds without an answered heartbeat after which local jobs stop themselves; keep it below "
+             "the control plane's --heartbeat-timeout (default 30), which requeues them.")] = 20.0,
 ) -> None:
     """Join a site: register its nodes' inventory, heartbeat, and run assigned jobs on its engine."""
     import logging
@@ -109,10 +129,14 @@ def agent(
 
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(message)s")
     try:
-        engine = make_backend(backend, work_dir=work_dir / site, config_file=backend_config, site_file=site_file)
+        # Each node's agent keeps its own attempts, so two agents of one site never share (or reap) them.
+        where = work_dir / site / node_name if node_name else work_dir / site
+        engine = make_backend(backend, work_dir=where, config_file=backend_config, site_file=site_file)
     except BackendConfigError as exc:
         raise fail(str(exc), 2) from exc
-    runner = Agent(client(), engine, site=site, node_name=node_name, poll_interval=poll_interval)
+    if lease <= 0:
+        raise fail("--lease must be positive", 2)
+    runner = Agent(client(), engine, site=site, node_name=node_name, poll_interval=poll_interval, lease_s=lease)
     call(runner.register)
     stop = threading.Event()
     try:
@@ -145,13 +169,15 @@ def submit(
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the job, streaming its output.")] = False,
     idempotency_key: Annotated[str | None, typer.Option(help="Resubmitting with the same key is a no-op.")] = None,
 ) -> None:
-    """Submit a job. Prints the job id last; with --wait, streams output and exits with the job's outcome."""
+    """Submit a job. Prints the job id last; with --wait, prints the id at once, then each change of state and
+    its reason (on stderr) while streaming the job's output (on stdout), and exits with the job's outcome."""
     api = client()
     job = call(api.submit, _read_spec(file), idempotency_key=idempotency_key)
     if not wait:
         out.print(f"submitted job {job['id']} ({job['name']}): {state_text(job['state'])}", highlight=False)
         typer.echo(job["id"])
         return
+    err.print(f"submitted job {job['id']} ({job['name']})", highlight=False)
     final = _wait(api, job["id"])
     out.print(f"job {final['id']} {state_text(final['state'])}"
               + (f" (exit code {final['exit_code']})" if final["exit_code"] is not None else ""), highlight=False)
@@ -159,27 +185,28 @@ def submit(
 
 
 def _wait(api: Client, job_id: int) -> dict[str, Any]:
+    """Stream the job's output until it ends, printing its state and reason each time either changes."""
     offset, attempt = 0, None
-    with err.status(f"job {job_id}: pending") as status:
-        while True:
-            logs = call(api.logs, job_id, offset=offset)
-            if attempt != logs["attempt"]:
-                attempt, offset = logs["attempt"], 0
-                logs = call(api.logs, job_id, offset=0)
-            if logs["data"]:
-                status.stop()
-                sys.stdout.write(logs["data"])
-                sys.stdout.flush()
-                status.start()
-            offset = logs["next_offset"]
-            job = call(api.job, job_id)
-            status.update(f"job {job_id}: {job['state']} — {job['state_reason'][:80]}")
-            if job["state"] in FINAL and job["state"] == logs["state"]:
-                rest = call(api.logs, job_id, offset=offset)
-                if rest["data"]:
-                    sys.stdout.write(rest["data"])
-                return dict(job)
-            time.sleep(0.3)
+    shown: tuple[str, str] | None = None
+    while True:
+        logs = call(api.logs, job_id, offset=offset)
+        if attempt != logs["attempt"]:
+            attempt, offset = logs["attempt"], 0
+            logs = call(api.logs, job_id, offset=0)
+        if logs["data"]:
+            sys.stdout.write(logs["data"])
+            sys.stdout.flush()
+        offset = logs["next_offset"]
+        job = call(api.job, job_id)
+        if (job["state"], job["state_reason"]) != shown:
+            shown = (job["state"], job["state_reason"])
+            err.print(f"job {job_id}: {state_text(job['state'])} — {job['state_reason']}", highlight=False)
+        if job["state"] in FINAL and job["state"] == logs["state"]:
+            rest = call(api.logs, job_id, offset=offset)
+            if rest["data"]:
+                sys.stdout.write(rest["data"])
+            return dict(job)
+        time.sleep(0.3)
 
 
 @jobs_app.callback()
@@ -200,6 +227,8 @@ def jobs_show(job_id: int,
         typer.echo(json.dumps(job, sort_keys=True))
         return
     out.print(f"[bold]job {job['id']}[/] {job['name']}: {state_text(job['state'])} — {job['state_reason']}")
+    out.print(f"priority {job.get('priority', '-')}  package priority {job.get('package_priority', '-')}",
+              highlight=False)
     nodes = ", ".join(f"{n['node']}{n['devices'] or ''}" for n in job.get("nodes", []))
     out.print(f"site {job['site'] or '-'}  nodes {nodes or '-'}  attempt {job['attempt']}  "
               f"exit {job['exit_code'] if job['exit_code'] is not None else '-'}")
@@ -211,12 +240,14 @@ def jobs_show(job_id: int,
 @app.command()
 def logs(job_id: int,
          follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the job ends.")] = False,
-         attempt: Annotated[int | None, typer.Option(help="Attempt (default: latest).")] = None) -> None:
+         attempt: Annotated[int | None, typer.Option(help="Attempt (default: latest).")] = None,
+         rank: Annotated[int | None, typer.Option(
+             help="One rank of a gang (default: every rank, each line prefixed [rank N]).")] = None) -> None:
     """Print a job's output."""
     api = client()
     offset = 0
     while True:
-        chunk = call(api.logs, job_id, offset=offset, attempt=attempt)
+        chunk = call(api.logs, job_id, offset=offset, attempt=attempt, rank=rank)
         sys.stdout.write(chunk["data"])
         sys.stdout.flush()
         offset = chunk["next_offset"]
@@ -268,6 +299,8 @@ def nodes(site: Annotated[str | None, typer.Option(help="Only this site.")] = No
 
 money.register(app)  # after the core commands, so `--help` lists those first
 market_cli.register(app)
+tenants_cli.register(app)
+regions_cli.register(app)
 
 
 if __name__ == "__main__":

@@ -209,8 +209,8 @@ def products_create(
     = None,
     accelerator_class: Annotated[str | None, typer.Option("--class", help="Training package: accelerator class.")]
     = None,
-    storage_gb: Annotated[int, typer.Option(help="Training package: storage included, GB.")] = 0,
-    priority: Annotated[int, typer.Option(help="Training package: scheduling priority.")] = 0,
+    priority: Annotated[int, typer.Option(
+        help="Training package: its holders' jobs get this package priority in the queue.")] = 0,
 ) -> None:
     """Operator: define an hour card or a training package."""
     price = amount_fen(fen, yuan_)
@@ -219,7 +219,7 @@ def products_create(
     if models:
         body["models"] = [m.strip() for m in models.split(",") if m.strip()]
     if accelerator_class:
-        body.update(accelerator_class=accelerator_class, storage_gb=storage_gb, priority=priority)
+        body.update(accelerator_class=accelerator_class, priority=priority)
     out.print(_products_table([_call(_client().create_product, body)]))
 
 

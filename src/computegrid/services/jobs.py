@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from computegrid.core.catalog import Catalog
-from computegrid.core.jobs import ACTIVE_STATES, JobSpec, JobState, SpecError, parse_job_spec, transition
-from computegrid.core.placement.base import PlacementRequest, feasible_nodes
-from computegrid.core.pool import PoolSnapshot
+from computegrid.core.jobs import (
+    ACTIVE_STATES,
+    JobSpec,
+    JobState,
+    SpecError,
+    deadline_problem,
+    parse_job_spec,
+    transition,
+)
+from computegrid.core.placement.base import PlacementRequest, RttTable, feasible_nodes
+from computegrid.core.placement.gang import widest_group
+from computegrid.core.pool import BoolArray, PoolSnapshot
 from computegrid.services.billing.charges import charge_attempt
 from computegrid.services.errors import Forbidden, Invalid, NotFound
 from computegrid.services.principal import Principal
 from computegrid.services.submissions import WAITING_REASON, Stored, Submission
 from computegrid.services.views import iso
-from computegrid.store.models import Job, JobAllocation, JobEvent, JobLogChunk
+from computegrid.store.models import Job, JobAllocation, JobEvent
 
 MAX_LIST = 1000
 
@@ -31,17 +39,31 @@ def validate_spec(data: Any, catalog: Catalog) -> JobSpec:
                                                            for p in exc.problems]) from exc
 
 
-def check_fits_somewhere(spec: JobSpec, shape: PoolSnapshot) -> None:
+def check_fits_somewhere(spec: JobSpec, shape: PoolSnapshot, rtt: RttTable | None = None) -> None:
     """Reject a job no node could ever hold (judged on total capacity, every node up)."""
     if shape.node_count == 0:
         return  # nothing registered yet: the job waits for capacity
     req = PlacementRequest.from_spec(spec)
-    feas = feasible_nodes(shape, req, empty=True)
+    feas = feasible_nodes(shape, req, rtt, empty=True)
     if int(feas.node_mask.sum()) >= req.nodes:
+        check_gang_fits_one_group(req, shape, feas.node_mask)
         return
     reasons = "; ".join(f"{what} excluded {n}" for what, n in feas.exclusions if n)
     raise Invalid(f"no node in the pool could ever run this job ({reasons or 'gang too large'}); "
                   f"it needs {req.nodes} node(s) each with what resources asks for")
+
+
+def check_gang_fits_one_group(req: PlacementRequest, shape: PoolSnapshot, could_hold: BoolArray) -> None:
+    """Reject a gang wider than any single site (or region, with `gang: {spread: region}`), counting the
+    nodes that could ever hold one member (`could_hold`): it lands whole on one, so it could never run."""
+    if req.nodes <= 1:
+        return
+    name, count = widest_group(shape, could_hold, req.gang_spread)
+    if count < req.nodes:
+        raise Invalid(f"the gang needs {req.nodes} nodes on one {req.gang_spread}, and the widest {req.gang_spread} "
+                      f"has {count} that could hold a member ({req.gang_spread} {name}); ask for fewer nodes"
+                      + (", or allow the sites of one region with gang: {spread: region}"
+                         if req.gang_spread == "site" else ""))
 
 
 def record_event(session: Session, job: Job, to_state: JobState, reason: str, now_ms: int) -> None:
@@ -95,20 +117,25 @@ def release_allocations(session: Session, job: Job) -> None:
 
 
 def admit(*, principal: Principal, spec: JobSpec, shape: PoolSnapshot, now_ms: int,
-          idempotency_key: str | None = None) -> Submission:
-    """Check that the principal may submit this job and that it could ever run; returns what to store."""
+          idempotency_key: str | None = None, rtt: RttTable | None = None) -> Submission:
+    """Check that the principal may submit this job, that its deadline can be met and that it could ever run;
+    returns what to store. (Whether the tenant may use the job's priority class is checked as it is stored.)"""
     if principal.tenant_id is None:
         raise Forbidden("only a tenant's users (or an operator with a tenant) may submit jobs")
     if idempotency_key is not None and not 0 < len(idempotency_key) <= 128:
         raise Invalid("Idempotency-Key must be 1-128 characters")
-    check_fits_somewhere(spec, shape)
+    late = deadline_problem(spec, now_ms)
+    if late is not None:
+        raise Invalid(late)
+    check_fits_somewhere(spec, shape, rtt)
     return Submission(tenant_id=principal.tenant_id, user_id=principal.user_id, spec=spec,
                       idempotency_key=idempotency_key, now_ms=now_ms)
 
 
 def pending_view(principal: Principal, spec: JobSpec, stored: Stored) -> dict[str, Any]:
     """What a just-created job looks like, built without reading it back."""
-    return {"id": stored.job_id, "name": spec.name, "tenant": principal.tenant_name, "state": "pending",
+    return {"id": stored.job_id, "name": spec.name, "tenant": principal.tenant_name, "priority": spec.priority,
+            "state": "pending",
             "state_reason": WAITING_REASON, "attempt": 0, "site": None, "exit_code": None,
             "submitted_at": iso(stored.submitted_ms), "placed_at": None, "started_at": None, "ended_at": None}
 
@@ -148,32 +175,3 @@ def cancel(*, session: Session, principal: Principal, job_id: int, now_ms: int) 
 def job_events(*, session: Session, principal: Principal, job_id: int) -> list[JobEvent]:
     get_job(session=session, principal=principal, job_id=job_id)
     return list(session.scalars(select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id)))
-
-
-@dataclass(frozen=True)
-class LogSlice:
-    attempt: int
-    offset: int
-    next_offset: int
-    data: str
-
-
-def job_logs(*, session: Session, principal: Principal, job_id: int, offset: int = 0,
-             attempt: int | None = None) -> LogSlice:
-    """Log text of one attempt (the latest by default) from byte `offset` on."""
-    job = get_job(session=session, principal=principal, job_id=job_id)
-    att = job.attempt if attempt is None else attempt
-    if offset < 0:
-        raise Invalid("offset must be >= 0")
-    chunks = session.scalars(select(JobLogChunk).where(JobLogChunk.job_id == job_id, JobLogChunk.attempt == att,
-                                                       JobLogChunk.offset + func.length(JobLogChunk.data) > offset)
-                             .order_by(JobLogChunk.offset)).all()
-    out: list[str] = []
-    pos = offset
-    for chunk in chunks:
-        if chunk.offset > pos:
-            break  # a gap: the rest has not arrived yet
-        text = chunk.data[pos - chunk.offset:]
-        out.append(text)
-        pos += len(text)
-    return LogSlice(attempt=att, offset=offset, next_offset=pos, data="".join(out))

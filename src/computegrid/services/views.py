@@ -12,8 +12,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from computegrid.core.catalog import Catalog
+from computegrid.core.jobs import PRIORITY_CLASSES
 from computegrid.core.metering import UsageInterval, meter
 from computegrid.store.models import Job, JobAllocation, Node, Site, Tenant, UsageRecord
+
+_CLASS_NAMES = {rank: name for name, rank in PRIORITY_CLASSES.items()}
 
 
 def iso(ms: int | None) -> str | None:
@@ -48,12 +51,14 @@ def job_view(session: Session, catalog: Catalog, job: Job, *, detail: bool = Tru
     site = session.get(Site, job.site_id) if job.site_id else None
     tenant = session.get(Tenant, job.tenant_id)
     view: dict[str, Any] = {
-        "id": job.id, "name": job.name, "tenant": tenant.name if tenant else None, "state": job.state,
+        "id": job.id, "name": job.name, "tenant": tenant.name if tenant else None,
+        "priority": _CLASS_NAMES.get(job.priority_class, str(job.priority_class)), "state": job.state,
         "state_reason": job.state_reason, "attempt": job.attempt, "site": site.name if site else None,
         "exit_code": job.exit_code, "submitted_at": iso(job.submitted_ms), "placed_at": iso(job.placed_ms),
         "started_at": iso(job.started_ms), "ended_at": iso(job.ended_ms),
     }
     if detail:
+        view["package_priority"] = job.package_priority
         rows = session.execute(select(JobAllocation, Node).join(Node, Node.id == JobAllocation.node_id)
                                .where(JobAllocation.job_id == job.id, JobAllocation.attempt == job.attempt)
                                .order_by(JobAllocation.rank)).all()

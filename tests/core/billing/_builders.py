@@ -44,8 +44,8 @@ ANY_CARD = HourCard(product_id="card-any", name="Any-chip card", du=Fraction(2),
 OLD_CARD = HourCard(product_id="card-old", name="Retired card", du=Fraction(1), price_fen=900, validity_days=30,
                     active=False)
 A100_PACKAGE = TrainingPackage(product_id="pkg-a100", name="A100 training pack", accelerator_class="A100",
-                               allowed_models=frozenset({"A100-80G", "A100-40G"}), du=Fraction(10), storage_gb=500,
-                               priority=5, price_fen=7000, validity_days=90)
+                               allowed_models=frozenset({"A100-80G", "A100-40G"}), du=Fraction(10), priority=5,
+                               price_fen=7000, validity_days=90)
 PRODUCTS = {p.product_id: p for p in (A100_CARD, ANY_CARD, OLD_CARD, A100_PACKAGE)}
 
 

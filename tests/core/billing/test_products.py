@@ -54,9 +54,10 @@ def test_buying_moves_the_price_from_wallet_to_prepaid():
     assert h.allowed_models is None and h.value_left_fen == 1500
 
 
-def test_a_package_carries_storage_and_priority():
+def test_a_package_carries_its_priority():
     h = _buy("pkg-a100").holdings[0]
-    assert (h.storage_gb, h.priority, h.du_total, h.price_fen) == (500, 5, Fraction(10), 7000)
+    assert (h.priority, h.du_total, h.price_fen) == (5, Fraction(10), 7000)
+    assert not hasattr(h, "storage_gb")  # storage is not sold
     assert h.covers("A100-40G") and not h.covers("H100-80G")
 
 
@@ -91,8 +92,9 @@ def test_bad_purchases_are_refused_and_move_nothing(kwargs, error, message):
     (lambda: HourCard("c", "c", Fraction(1), 10, 0), "validity in days must be a positive"),
     (lambda: HourCard("c", "c", Fraction(1), 10, 1, allowed_models=frozenset()), "allowed_models is empty"),
     (lambda: HourCard("", "c", Fraction(1), 10, 1), "product id"),
-    (lambda: TrainingPackage("p", "p", "A100", frozenset(), Fraction(1), 0, 0, 10, 1), "covers no accelerator"),
-    (lambda: TrainingPackage("p", "p", "A100", frozenset({"A100-80G"}), Fraction(1), -1, 0, 10, 1), "storage"),
+    (lambda: TrainingPackage("p", "p", "A100", frozenset(), Fraction(1), 0, 10, 1), "covers no accelerator"),
+    (lambda: TrainingPackage("p", "p", "A100", frozenset({"A100-80G"}), Fraction(1), 1.5, 10, 1),  # type: ignore[arg-type]
+     "priority must be an int"),
 ])
 def test_ill_formed_products_are_refused(make, message):
     with pytest.raises(BillingError, match=message):

@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import APIRouter
 
 from computegrid.api.deps import CurrentPrincipal, StateDep
-from computegrid.api.schemas import ProviderCreate, TenantCreate, UserCreate
-from computegrid.services import accounts
+from computegrid.api.schemas import ProviderCreate, TenantCreate, TenantUpdate, UserCreate
+from computegrid.services import accounts, tenants
 
 router = APIRouter(prefix="/v1", tags=["accounts"])
 
@@ -24,14 +24,30 @@ def create_tenant(body: TenantCreate, principal: CurrentPrincipal, state: StateD
     principal.require_operator()
     with state.db.transaction() as session:
         tenant = accounts.create_tenant(session=session, name=body.name, now_ms=state.clock.now_ms())
-        return {"id": tenant.id, "name": tenant.name}
+        return tenants.tenant_view(tenant)
 
 
 @router.get("/tenants")
 def list_tenants(principal: CurrentPrincipal, state: StateDep) -> list[dict[str, Any]]:
     principal.require_operator()
     with state.db.reading() as session:
-        return [{"id": t.id, "name": t.name} for t in accounts.list_tenants(session=session)]
+        return [tenants.tenant_view(t) for t in accounts.list_tenants(session=session)]
+
+
+@router.get("/tenants/{name}")
+def show_tenant(name: str, principal: CurrentPrincipal, state: StateDep) -> dict[str, Any]:
+    """A tenant's scheduling limits (operators: any tenant; a tenant's users: their own)."""
+    with state.db.reading() as session:
+        return tenants.tenant_view(tenants.get_tenant(session=session, principal=principal, name=name))
+
+
+@router.patch("/tenants/{name}")
+def update_tenant(name: str, body: TenantUpdate, principal: CurrentPrincipal, state: StateDep) -> dict[str, Any]:
+    """Operator: set a tenant's allowed priority classes and/or fair-share weight (fields left out keep theirs)."""
+    with state.db.transaction() as session:
+        tenant = tenants.set_limits(session=session, principal=principal, name=name,
+                                    priority_classes=body.priority_classes, fair_share=body.fair_share)
+        return tenants.tenant_view(tenant)
 
 
 @router.post("/providers", status_code=201)

@@ -61,7 +61,7 @@ def define_product(body: ProductCreate, principal: CurrentPrincipal, state: Stat
         return products.define_product(
             session=session, principal=principal, catalog=state.catalog, product_id=body.product_id, kind=body.kind,
             name=body.name, du=du, price_fen=body.price_fen, validity_days=body.validity_days, models=body.models,
-            accelerator_class=body.accelerator_class, storage_gb=body.storage_gb, priority=body.priority,
+            accelerator_class=body.accelerator_class, priority=body.priority,
             now_ms=state.clock.now_ms())
 
 

@@ -39,8 +39,7 @@ class Holding:
     allowed_models: frozenset[str] | None = None
     du_used: Fraction = Fraction(0)
     state: HoldingState = HoldingState.ACTIVE
-    storage_gb: int = 0
-    priority: int = 0
+    priority: int = 0  # a training package's: its holder's jobs' package priority while it is valid
 
     def __post_init__(self) -> None:
         require_du(self.du_total, f"holding {self.holding_id!r} du")

@@ -2,7 +2,7 @@
 
 An hour card is N du at a fixed price (usually a discount), valid for a number of days,
 optionally only on some accelerator models. A training package is a fixed-price bundle:
-N du on a named accelerator class plus storage and a scheduling priority. Buying moves
+N du on a named accelerator class plus a scheduling priority. Buying moves
 the price from the tenant's wallet into the tenant's prepaid liability; the du become
 `Holding`s drawn down by usage (see holdings.py).
 """
@@ -62,10 +62,10 @@ class HourCard:
 
 @dataclass(frozen=True)
 class TrainingPackage:
-    """A fixed-price bundle: du on an accelerator class (its resolved models), storage GB and a priority.
+    """A fixed-price bundle: du on an accelerator class (its resolved models) and a priority.
 
-    The whole price is attributed to the du: storage and priority are entitlements the
-    package includes, not separately valued (docs/billing.md).
+    The whole price is attributed to the du: the priority is an entitlement the package
+    includes (its holder's jobs' package priority in the queue), not separately valued (docs/billing.md).
     """
 
     product_id: str
@@ -73,7 +73,6 @@ class TrainingPackage:
     accelerator_class: str
     allowed_models: frozenset[str]
     du: Fraction
-    storage_gb: int
     priority: int
     price_fen: int
     validity_days: int
@@ -84,8 +83,6 @@ class TrainingPackage:
         object.__setattr__(self, "du", require_du(self.du, f"package {self.product_id!r} du"))
         require_fen(self.price_fen, f"package {self.product_id!r} price")
         _require_positive_int(self.validity_days, f"package {self.product_id!r} validity in days")
-        if isinstance(self.storage_gb, bool) or not isinstance(self.storage_gb, int) or self.storage_gb < 0:
-            raise InvalidAmount(f"package {self.product_id!r} storage must be whole GB >= 0, got {self.storage_gb!r}")
         if isinstance(self.priority, bool) or not isinstance(self.priority, int):
             raise BillingError(f"package {self.product_id!r} priority must be an int, got {self.priority!r}")
         if not self.allowed_models:
@@ -134,11 +131,11 @@ def purchase_product(*, products: Mapping[str, Product], product_id: str, tenant
     total = product.price_fen * quantity
     ensure_can_debit(tenant=tenant, balance_fen=wallet_balance_fen, debit_fen=total, credit_limit_fen=credit_limit_fen)
     expires = at_ms + product.validity_days * MS_PER_DAY
-    extras = ((product.storage_gb, product.priority) if isinstance(product, TrainingPackage) else (0, 0))
+    priority = product.priority if isinstance(product, TrainingPackage) else 0
     holdings = tuple(
         Holding(holding_id=f"{purchase_id}#{n}", tenant=tenant, product_id=product.product_id, du_total=product.du,
                 price_fen=product.price_fen, valid_from_ms=at_ms, expires_ms=expires,
-                allowed_models=product.allowed_models, storage_gb=extras[0], priority=extras[1])
+                allowed_models=product.allowed_models, priority=priority)
         for n in range(1, quantity + 1))
     memo = f"buy {quantity} x {product.name} ({product.product_id})"
     posting = transfer(f"purchase:{purchase_id}", at_ms, memo, wallet(tenant), prepaid(tenant), total)

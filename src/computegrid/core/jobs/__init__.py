@@ -1,6 +1,8 @@
 """Job specification and state machine."""
 
+from computegrid.core.jobs.admission import class_problem, deadline_problem
 from computegrid.core.jobs.spec import (
+    PRIORITY_CLASSES,
     JobSpec,
     Resources,
     Routing,
@@ -21,6 +23,7 @@ from computegrid.core.jobs.states import (
 
 __all__ = [
     "ACTIVE_STATES",
+    "PRIORITY_CLASSES",
     "TERMINAL_STATES",
     "TRANSITIONS",
     "InvalidTransition",
@@ -32,6 +35,8 @@ __all__ = [
     "SpecProblem",
     "Transition",
     "can_transition",
+    "class_problem",
+    "deadline_problem",
     "parse_job_spec",
     "transition",
 ]

@@ -16,6 +16,7 @@ from computegrid.core.catalog import Catalog, UnknownAccelerator
 from computegrid.core.units import MILLI_PER_DEVICE, to_milli
 
 TIERS = ("core", "hub", "edge")
+GANG_SPREADS = ("site", "region")  # a gang on one site (the default), or on sites of one region
 MAX_NODES = 1024
 MAX_DEVICES_PER_NODE = 64
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
@@ -24,8 +25,11 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TOP_KEYS = {
     "name", "run", "image", "workdir", "envs", "resources", "nodes", "placement",
     "interruptible", "max_price_fen_per_du", "deadline", "requeue_on_lost", "max_attempts", "workload",
-    "time_limit", "reservation",
+    "time_limit", "reservation", "priority", "gang",
 }
+# A job's priority class and its rank in the queue's priority factor (Job.priority_class stores the rank).
+PRIORITY_CLASSES = {"low": 0, "normal": 1, "high": 2}
+DEFAULT_PRIORITY = "normal"
 MAX_TIME_LIMIT_S = 365 * 24 * 3600
 _DURATION_RE = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 _RESOURCE_KEYS = {"accelerators", "min_device_memory_gb", "cpus", "memory_gb"}
@@ -88,6 +92,8 @@ class JobSpec:
     workload: str | None = None  # a workload class of the throughput table, for choosing among models
     time_limit_s: int | None = None  # the engine stops the job after this long (Slurm --time, a K8s deadline)
     reservation: int | None = None  # run on this reserved block (a lease id the tenant holds), at its price
+    gang_spread: str = "site"  # a gang lands whole on one site, or ("region") on sites of one region
+    priority: str = DEFAULT_PRIORITY  # a key of PRIORITY_CLASSES; the tenant must be allowed it
 
     def to_dict(self) -> dict[str, Any]:
         """The canonical, JSON-ready form; `parse_job_spec(spec.to_dict())` gives the spec back."""
@@ -117,6 +123,10 @@ class JobSpec:
             out["time_limit"] = self.time_limit_s
         if self.reservation is not None:
             out["reservation"] = self.reservation
+        if self.gang_spread != "site":
+            out["gang"] = {"spread": self.gang_spread}
+        if self.priority != DEFAULT_PRIORITY:
+            out["priority"] = self.priority
         if self.deadline_ms is not None:
             out["deadline"] = (_EPOCH + timedelta(milliseconds=self.deadline_ms)).isoformat()
         return out
@@ -266,6 +276,21 @@ def _parse_routing(c: _Collector, data: Any) -> Routing:
     return Routing(tier=tier, user_region=region, max_rtt_ms=rtt)
 
 
+def _parse_gang(c: _Collector, data: Any) -> str:
+    """`gang: {spread: site | region}`: how far a multi-node job may spread (default: one site)."""
+    if data is None:
+        return "site"
+    if not isinstance(data, dict):
+        c.add("gang", "must be a mapping such as {spread: region}")
+        return "site"
+    _unknown_keys(c, "gang.", data, {"spread"})
+    spread = data.get("spread", "site")
+    if spread not in GANG_SPREADS:
+        c.add("gang.spread", f"must be one of {', '.join(GANG_SPREADS)}, got {spread!r}")
+        return "site"
+    return str(spread)
+
+
 def _parse_deadline(c: _Collector, value: Any) -> int | None:
     if value is None:
         return None
@@ -280,6 +305,15 @@ def _parse_deadline(c: _Collector, value: Any) -> int | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return (moment - _EPOCH) // timedelta(milliseconds=1)  # integer arithmetic: no float rounding
+
+
+def _parse_priority(c: _Collector, value: Any) -> str:
+    if value is None:
+        return DEFAULT_PRIORITY
+    if not isinstance(value, str) or value not in PRIORITY_CLASSES:
+        c.add("priority", f"must be one of {', '.join(PRIORITY_CLASSES)}, got {value!r}")
+        return DEFAULT_PRIORITY
+    return value
 
 
 def _parse_time_limit(c: _Collector, value: Any) -> int | None:
@@ -357,6 +391,8 @@ def parse_job_spec(data: Any, catalog: Catalog) -> JobSpec:
         time_limit_s=_parse_time_limit(c, data.get("time_limit")),
         reservation=_int_in(c, "reservation", data["reservation"], 1, 2**62) if data.get("reservation") is not None
         else None,
+        gang_spread=_parse_gang(c, data.get("gang")),
+        priority=_parse_priority(c, data.get("priority")),
     )
     if c.problems:
         raise SpecError(c.problems)

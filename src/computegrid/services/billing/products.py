@@ -44,7 +44,7 @@ def product_from_row(row: ProductRow) -> core.Product:
     return core.TrainingPackage(product_id=row.product_id, name=row.name,
                                 accelerator_class=row.accelerator_class or "",
                                 allowed_models=_models(row.allowed_models) or frozenset(), du=Fraction(row.du),
-                                storage_gb=row.storage_gb, priority=row.priority, price_fen=row.price_fen,
+                                priority=row.priority, price_fen=row.price_fen,
                                 validity_days=row.validity_days, active=row.active)
 
 
@@ -54,14 +54,18 @@ def product_view(row: ProductRow) -> dict[str, Any]:
             "price_fen": row.price_fen, "fen_per_du": format_du(row.price_fen / du, 2),
             "validity_days": row.validity_days, "accelerator_class": row.accelerator_class,
             "models": None if row.allowed_models is None else sorted(json.loads(row.allowed_models)),
-            "storage_gb": row.storage_gb, "priority": row.priority, "active": row.active}
+            "priority": row.priority, "active": row.active}
 
 
 def define_product(*, session: Session, principal: Principal, catalog: Catalog, product_id: str, kind: str,
                    name: str, du: Fraction, price_fen: int, validity_days: int, models: list[str] | None = None,
-                   accelerator_class: str | None = None, storage_gb: int = 0, priority: int = 0,
+                   accelerator_class: str | None = None, priority: int = 0,
                    now_ms: int) -> dict[str, Any]:
-    """Operator: a new hour card or training package. Model names may be classes (`A100`, `ascend`)."""
+    """Operator: a new hour card or training package. Model names may be classes (`A100`, `ascend`).
+
+    A package's `priority` becomes Job.package_priority of its holder's jobs while it is active.
+    Storage is not sold, so the storage_gb columns are always written 0.
+    """
     principal.require_operator()
     if kind not in KINDS:
         raise Invalid(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
@@ -71,8 +75,8 @@ def define_product(*, session: Session, principal: Principal, catalog: Catalog, 
         if price_fen > MAX_FEN:
             raise core.InvalidAmount(f"price must be at most {MAX_FEN} fen, got {price_fen}")
         if kind == "hour_card":
-            if accelerator_class is not None or storage_gb or priority:
-                raise core.BillingError("an hour card has no accelerator_class, storage_gb or priority; "
+            if accelerator_class is not None or priority:
+                raise core.BillingError("an hour card has no accelerator_class or priority; "
                                         "use models to limit it, or kind training_package")
             allowed = (frozenset().union(*(core.resolve_accelerator_class(m, catalog) for m in models))
                        if models else None)
@@ -86,13 +90,13 @@ def define_product(*, session: Session, principal: Principal, catalog: Catalog, 
             product = core.TrainingPackage(
                 product_id=product_id, name=name, accelerator_class=accelerator_class,
                 allowed_models=core.resolve_accelerator_class(accelerator_class, catalog), du=du,
-                storage_gb=storage_gb, priority=priority, price_fen=price_fen, validity_days=validity_days)
+                priority=priority, price_fen=price_fen, validity_days=validity_days)
     row = ProductRow(product_id=product.product_id, kind=kind, name=product.name, du=str(product.du),
                      price_fen=product.price_fen, validity_days=product.validity_days,
                      accelerator_class=accelerator_class,
                      allowed_models=None if product.allowed_models is None
                      else json.dumps(sorted(product.allowed_models)),
-                     storage_gb=storage_gb, priority=priority, active=True, created_ms=now_ms)
+                     storage_gb=0, priority=priority, active=True, created_ms=now_ms)
     session.add(row)
     session.flush()
     return product_view(row)
@@ -119,8 +123,7 @@ def holding_from_row(row: HoldingRow, tenant: str) -> core.Holding:
     return core.Holding(holding_id=row.holding_id, tenant=tenant, product_id=row.product_id,
                         du_total=Fraction(row.du_total), price_fen=row.price_fen, valid_from_ms=row.valid_from_ms,
                         expires_ms=row.expires_ms, allowed_models=_models(row.allowed_models),
-                        du_used=Fraction(row.du_used), state=core.HoldingState(row.state),
-                        storage_gb=row.storage_gb, priority=row.priority)
+                        du_used=Fraction(row.du_used), state=core.HoldingState(row.state), priority=row.priority)
 
 
 def holding_view(h: core.Holding) -> dict[str, Any]:
@@ -128,7 +131,7 @@ def holding_view(h: core.Holding) -> dict[str, Any]:
             "du_total": format_du(h.du_total), "du_used": format_du(h.du_used), "du_left": format_du(h.du_left),
             "price_fen": h.price_fen, "value_left_fen": h.value_left_fen, "valid_from": iso(h.valid_from_ms),
             "expires": iso(h.expires_ms), "models": None if h.allowed_models is None else sorted(h.allowed_models),
-            "storage_gb": h.storage_gb, "priority": h.priority, "state": str(h.state)}
+            "priority": h.priority, "state": str(h.state)}
 
 
 def save_holding(row: HoldingRow, holding: core.Holding) -> None:
@@ -171,7 +174,7 @@ def purchase(*, session: Session, principal: Principal, tenant: str | None, prod
                 holding_id=h.holding_id, tenant_id=buyer.id, product_id=h.product_id, du_total=str(h.du_total),
                 du_used=str(h.du_used), price_fen=h.price_fen, valid_from_ms=h.valid_from_ms, expires_ms=h.expires_ms,
                 allowed_models=None if h.allowed_models is None else json.dumps(sorted(h.allowed_models)),
-                storage_gb=h.storage_gb, priority=h.priority, state=str(h.state), purchase_key=bought.posting.key))
+                storage_gb=0, priority=h.priority, state=str(h.state), purchase_key=bought.posting.key))
         session.flush()
         return {"purchase_id": purchase_id, "key": bought.posting.key, "tenant": buyer.name,
                 "product_id": product_id, "quantity": quantity, "amount_fen": -bought.posting.amount_for(
