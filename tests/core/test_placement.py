@@ -145,8 +145,8 @@ def test_gang_is_all_or_nothing(policy):
     pool.allocate([NodeAllocation(2, (0,), 1000, 0, 0)])
     before = free_state(pool)
     fail = place_fail(policy, pool, PlacementRequest(models=A100, milli_per_node=1000, nodes=2))
-    assert fail.detail == "gang needs 2 nodes, 1 fit"
-    assert "gang needs 2 nodes, 1 fit" in str(fail)
+    assert fail.detail == "gang needs 2 nodes on one site, 1 fit on site s1 (1 in all)"
+    assert "gang needs 2 nodes on one site, 1 fit" in str(fail)
     assert "devices in use excluded 1 node" in str(fail)
     assert free_state(pool) == before
 
@@ -154,7 +154,7 @@ def test_gang_is_all_or_nothing(policy):
 def test_gang_larger_than_pool(policy):
     pool = make_pool([node(1)], [])
     fail = place_fail(policy, pool, PlacementRequest(nodes=2))
-    assert str(fail) == "gang needs 2 nodes, 1 fit"
+    assert str(fail) == "gang needs 2 nodes on one site, 1 fit on site s1 (1 in all)"
 
 
 def test_single_node_failure_has_no_gang_detail(policy):
@@ -235,7 +235,8 @@ def test_latency_routing(policy):
     got = place_ok(policy, pool, req, RTT)
     assert [a.node_id for a in got.allocations] == [3, 4]
     fail = place_fail(policy, pool, PlacementRequest(user_region="jingjinji", max_rtt_ms=30, nodes=3), RTT)
-    assert "latency (want <= 30 ms from jingjinji) excluded 2 nodes" in str(fail)
+    assert "latency (want <= 30 ms from jingjinji; nearest excluded: greater-bay at 40 ms) excluded 2 nodes" \
+        in str(fail)
     # inclusive bound
     assert feasible_nodes(pool, PlacementRequest(user_region="jingjinji", max_rtt_ms=40), RTT).node_mask.tolist() \
         == [True, False, True, True]

@@ -142,7 +142,7 @@ def test_regions_table_names_a_source_for_every_price() -> None:
 def test_rtt_file_is_the_documented_estimate() -> None:
     from importlib import resources
 
-    text = resources.files("computegrid.sim.data").joinpath("region_rtt_ms.csv").read_text("utf-8")
+    text = resources.files("computegrid.core.data").joinpath("region_rtt_ms.csv").read_text("utf-8")
     assert text == rtt_csv(default_regions())
     assert "ESTIMATE" in text
     rtt = default_rtt()

@@ -16,7 +16,7 @@ from computegrid import __version__
 from computegrid.api.deps import AppState
 from computegrid.api.limits import BodySizeLimit
 from computegrid.api.metrics import RequestMetrics, StoreCollector
-from computegrid.api.routes import accounts, agent, jobs, market, money, sites, system
+from computegrid.api.routes import accounts, agent, jobs, market, money, regions, sites, system
 from computegrid.core.jobs import InvalidTransition
 from computegrid.services.errors import ServiceError
 from computegrid.services.submissions import SubmissionWriter
@@ -75,7 +75,7 @@ def create_app(state: AppState, *, max_body_bytes: int = DEFAULT_MAX_BODY) -> Fa
                                         if wake else None)
     state.registry.register(StoreCollector(state))
     app.state.computegrid = state
-    for module in (system, accounts, sites, jobs, agent, money, market):
+    for module in (system, accounts, sites, regions, jobs, agent, money, market):
         app.include_router(module.router)
 
     @app.get("/", include_in_schema=False)

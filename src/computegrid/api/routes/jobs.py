@@ -12,8 +12,10 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from computegrid.api.deps import API_KEY_HEADER, AppState, CurrentPrincipal, StateDep, get_principal, get_state
+from computegrid.services import job_logs as logs_service
 from computegrid.services import jobs
 from computegrid.services.errors import Invalid
+from computegrid.services.regions import check_user_region
 from computegrid.services.views import iso, job_view
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -54,8 +56,10 @@ async def submit_job(request: Request, idempotency_key: str | None = Header(defa
     principal = await get_principal(request, state)
     data = parse_body(await request.body(), request.headers.get("content-type", "application/json"))
     spec = jobs.validate_spec(data, state.catalog)
+    known_regions, rtt = state.regions()
+    check_user_region(spec.routing.user_region, known_regions)
     submission = jobs.admit(principal=principal, spec=spec, shape=state.pool_shape(), now_ms=state.clock.now_ms(),
-                            idempotency_key=idempotency_key)
+                            idempotency_key=idempotency_key, rtt=rtt)
     assert state.writer is not None
     stored = await asyncio.wrap_future(state.writer.submit(submission))
     if stored.created:
@@ -100,12 +104,14 @@ def cancel_job(job_id: int, principal: CurrentPrincipal, state: StateDep) -> dic
 
 @router.get("/{job_id}/logs")
 def job_logs(job_id: int, principal: CurrentPrincipal, state: StateDep, offset: int = 0,
-             attempt: int | None = None) -> dict[str, Any]:
+             attempt: int | None = None, rank: int | None = None) -> dict[str, Any]:
+    """One rank's output (`rank`), or, without one, a gang's ranks merged line by line as `[rank N] ...`."""
     with state.db.reading() as session:
-        logs = jobs.job_logs(session=session, principal=principal, job_id=job_id, offset=offset, attempt=attempt)
+        logs = logs_service.job_logs(session=session, principal=principal, job_id=job_id, offset=offset,
+                                     attempt=attempt, rank=rank)
         job = jobs.get_job(session=session, principal=principal, job_id=job_id)
-        return {"attempt": logs.attempt, "offset": logs.offset, "next_offset": logs.next_offset,
-                "data": logs.data, "state": job.state}
+        return {"attempt": logs.attempt, "rank": logs.rank, "ranks": list(logs.ranks), "offset": logs.offset,
+                "next_offset": logs.next_offset, "data": logs.data, "state": job.state}
 
 
 @router.get("/{job_id}/events")

@@ -28,6 +28,7 @@ from computegrid.api.schemas_market import (
 from computegrid.services.errors import Invalid
 from computegrid.services.market import bids, offers, quote, reserved, rounds
 from computegrid.services.market import index as spot_index
+from computegrid.services.regions import load_rtt
 
 router = APIRouter(tags=["market"])
 
@@ -75,7 +76,7 @@ def cancel_offer(principal: CurrentPrincipal, state: StateDep, offer_id: int = i
 def create_bid(body: BidCreate, principal: CurrentPrincipal, state: StateDep) -> dict[str, Any]:
     """Set an interruptible job's spot bid (`job_id`, `limit_fen_per_du`), or bid for a reserved block."""
     with writing(state) as session:
-        return bids.post_bid(session=session, principal=principal, catalog=state.catalog, rtt={},
+        return bids.post_bid(session=session, principal=principal, catalog=state.catalog, rtt=load_rtt(session),
                              now_ms=state.clock.now_ms(), limit_fen_per_du=body.limit_fen_per_du, job_id=body.job_id,
                              kind=body.kind, devices=body.devices, models=body.models,
                              min_device_memory_gb=exact_gb(body.min_device_memory_gb), regions=body.regions,
@@ -140,15 +141,16 @@ def get_quote(body: QuoteAsk, principal: CurrentPrincipal, state: StateDep) -> d
                      if getattr(body, k) is not None]
             if given:
                 raise Invalid(f"a job's quote takes its needs from the job spec; leave out {', '.join(given)}")
-            return quote.quote_now(session=session, catalog=state.catalog, rtt={}, now_ms=now, job=body.job,
-                                   start_ms=body.start_ms)
+            return quote.quote_now(session=session, catalog=state.catalog, rtt=load_rtt(session), now_ms=now,
+                                   job=body.job, start_ms=body.start_ms)
         if body.devices is None:
             raise Invalid("give a job spec (`job`) or the devices to quote (`devices`, with models, regions, ...)")
         request = quote.make_request(catalog=state.catalog, devices=body.devices, models=body.models,
                                      min_device_memory_gb=exact_gb(body.min_device_memory_gb), regions=body.regions,
                                      tier=body.tier, duration_ms=body.duration_ms or 3_600_000,
                                      start_ms=body.start_ms)
-        return quote.quote_now(session=session, catalog=state.catalog, rtt={}, now_ms=now, request=request)
+        return quote.quote_now(session=session, catalog=state.catalog, rtt=load_rtt(session), now_ms=now,
+                               request=request)
 
 
 @router.post("/v1/reservations", status_code=201)
