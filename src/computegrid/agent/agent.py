@@ -21,20 +21,35 @@ DRAIN_TIMEOUT_S = 120.0  # how long a stopped attempt is watched for its last ou
 
 
 @dataclass
+class RankLog:
+    """How far one rank's output has been read from the engine (bytes) and shipped (characters)."""
+
+    node_id: int  # the node that holds the rank: its output is shipped through it
+    read_bytes: int = 0
+    shipped_chars: int = 0
+    decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace"))
+
+
+@dataclass
 class Tracked:
-    """An attempt this agent is watching, and what it has told the control plane so far."""
+    """An attempt this agent is watching, and what it has told the control plane so far.
+
+    Of a gang's agents only the one holding rank 0 `leads`: it reports the attempt's progress (running,
+    succeeded, stopped). The others run their ranks and report only what ends the gang (a failed or lost
+    rank). So a follower that first sees an attempt already running learns only that the leader's ranks
+    run: its own may not have started yet, and it starts them."""
 
     job_id: int
     attempt: int
     engine_id: str
-    node_id: int  # the node of the attempt's first rank here: state and logs are reported through it
+    node_id: int  # the node of the attempt's first rank here: state is reported through it
     reported: str = ""
     time_limit_s: int | None = None
     timed_out: bool = False
     preempted: bool = False  # the control plane took the capacity back: stop, then report "stopped"
-    log_bytes: int = 0
-    log_chars: int = 0
-    decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace"))
+    leads: bool = True
+    ended: bool = False  # a follower's ranks ended well: nothing more to do until the gang ends
+    logs: dict[int, RankLog] = field(default_factory=dict)  # by rank, the ranks held here
 
 
 class Agent:
@@ -42,13 +57,16 @@ class Agent:
     the agent registers every node the engine lists and heartbeats for each."""
 
     def __init__(self, client: Client, backend: Backend, *, site: str, node_name: str | None = None,
-                 poll_interval: float = 0.5, telemetry_every: int = 10):
+                 poll_interval: float = 0.5, telemetry_every: int = 10, lease_s: float | None = None):
         self.client = client
         self.backend = backend
         self.site = site
         self.node_name = node_name
         self.poll_interval = poll_interval
         self.telemetry_every = telemetry_every
+        # Fencing: after this long without an answered heartbeat the engine stops our attempts itself (it
+        # must be shorter than the control plane's heartbeat timeout, which requeues them). None: no lease.
+        self.lease_s = lease_s
         self.inventory: list[Inventory] = []
         self.node_ids: dict[str, int] = {}  # hostname -> node id
         self.hostnames: dict[int, str] = {}  # node id -> hostname
@@ -67,12 +85,13 @@ class Agent:
         if not nodes:
             raise RuntimeError(f"the {self.backend.name} engine lists no nodes")
         self.inventory = nodes
+        capabilities = self.backend.capabilities.to_dict()  # the site's engine: placement filters on it
         for inv in nodes:
             name = self.node_name if self.node_name and len(nodes) == 1 else inv.hostname
             node_id = self.client.register_node(
                 site=self.site, name=name, cpu_milli=inv.cpu_milli, memory_mb=inv.memory_mb,
                 devices=[{"index": d.index, "model": d.model, "memory_gb": d.memory_gb, "source": d.source}
-                         for d in inv.devices])
+                         for d in inv.devices], capabilities=capabilities)
             self.node_ids[inv.hostname] = node_id
             self.hostnames[node_id] = inv.hostname
             self._models.update({(inv.hostname, d.index): d.model for d in inv.devices})
@@ -86,11 +105,13 @@ class Agent:
     def poll_once(self) -> None:
         assert self.node_ids, "register() first"
         wanted: dict[tuple[int, int], list[dict[str, Any]]] = {}
+        asked_ms = time.time_ns() // 1_000_000
         for i, node_id in enumerate(self.node_ids.values()):
             telemetry = self.backend.telemetry() if i == 0 and self._polls % self.telemetry_every == 0 else []
             for a in self.client.heartbeat(node_id, telemetry):
                 wanted.setdefault((int(a["job_id"]), int(a["attempt"])), []).append(a)
         self._polls += 1
+        self._renew_lease(asked_ms)
         for key, group in wanted.items():
             if key not in self.tracked and self._whole(group):
                 self._isolated(key, self._adopt, group)
@@ -106,6 +127,13 @@ class Agent:
         for key, entry in list(self.draining.items()):
             if self._isolated(key, self._drain, entry):
                 del self.draining[key]
+
+    def _renew_lease(self, asked_ms: int) -> None:
+        """The control plane has heard every node (no later than `asked_ms`): our attempts may run until
+        `lease_s` after that; a quarter more for those that ignore SIGTERM."""
+        if self.lease_s is not None:
+            lease_ms = int(self.lease_s * 1000)
+            self.backend.renew_lease(asked_ms + lease_ms, asked_ms + lease_ms + lease_ms // 4)
 
     def _isolated(self, key: tuple[int, int], step: Callable[[Any], bool | None], arg: Any) -> bool | None:
         """Run one attempt's step; an engine error is logged and retried next poll, not fatal to the others.
@@ -129,20 +157,25 @@ class Agent:
         engine_id = self.backend.engine_id(job_id, attempt)
         limit = first["spec"].get("time_limit")
         tracked = Tracked(job_id, attempt, engine_id, node_id=int(first["node_id"]), reported=first["state"],
-                          time_limit_s=int(limit) if limit is not None else None)
+                          time_limit_s=int(limit) if limit is not None else None, leads=int(first["rank"]) == 0,
+                          logs={int(a["rank"]): RankLog(node_id=int(a["node_id"])) for a in group})
         status = self.backend.status(engine_id)
         if status.state in (EngineState.UNKNOWN, EngineState.QUEUED):
             if first["state"] == "preempting" and status.state == EngineState.UNKNOWN:
-                self._report(tracked, "stopped", reason="it was not running here")
+                if tracked.leads:  # a follower has nothing here to stop; the leader reports the gang
+                    self._report(tracked, "stopped", reason="it was not running here")
                 return
-            if first["state"] != "placed" and status.state == EngineState.UNKNOWN:
+            # Only the leader reports an attempt starting or running, so only it can tell that an attempt
+            # it started is gone; a follower sees "running" as soon as the leader's ranks run.
+            if first["state"] != "placed" and status.state == EngineState.UNKNOWN and tracked.leads:
                 self._report(tracked, "failed",
                              reason="the site has no record of this attempt (its engine state was lost)")
                 return
             try:
                 engine_id = self.backend.submit(RunRequest.from_assignments(group, self._models, self.hostnames))
             except SubmitRefused as refused:
-                log.warning("the %s engine refused job %s: %s", self.backend.name, job_id, refused)
+                log.error("capabilities said yes but the engine refused: the %s engine refused job %s (a bug in "
+                          "its declared capabilities): %s", self.backend.name, job_id, refused)
                 self._report(tracked, "failed", reason=f"the {self.backend.name} engine refused it: {refused}")
                 return
             tracked.engine_id = engine_id
@@ -159,16 +192,24 @@ class Agent:
 
     def _advance(self, t: Tracked) -> bool:
         """Ship logs and state for one attempt; True when it is finished and reported."""
+        if t.ended:
+            return False
         status = self.backend.status(t.engine_id)
         self._ship_logs(t, final=status.state in FINISHED)
-        if status.state != EngineState.QUEUED and status.started_ms and t.reported in ("placed", "starting"):
+        if (t.leads and status.state != EngineState.QUEUED and status.started_ms
+                and t.reported in ("placed", "starting")):
             self._report(t, "running", at_ms=status.started_ms)
         if status.state in FINISHED:
             self._ship_usage(t)
             state = "succeeded" if status.state == EngineState.SUCCEEDED else "failed"
             if t.preempted and state == "failed":
                 state = "stopped"
+            if status.lost and not t.preempted:
+                state = "lost"  # the engine stopped it (its lease ran out): not the job's failure
             reason = f"stopped after its time limit of {t.time_limit_s} s" if t.timed_out else status.reason
+            if not t.leads and state in ("succeeded", "stopped"):
+                t.ended = True  # the leader's ranks decide how the gang ends; wait for the assignment to go
+                return False
             self._report(t, state, exit_code=status.exit_code, reason=reason, at_ms=status.ended_ms)
             return True
         if (status.state == EngineState.RUNNING and t.time_limit_s and status.started_ms and not t.timed_out
@@ -212,15 +253,25 @@ class Agent:
                 raise
 
     def _ship_logs(self, t: Tracked, *, final: bool) -> None:
-        while True:
-            read = self.backend.logs(t.engine_id, t.log_bytes)
-            text = t.decoder.decode(read.data, final=final and not read.data)
-            t.log_bytes = read.next_offset
-            if text:
-                t.log_chars = self.client.append_log(t.job_id, node_id=t.node_id, attempt=t.attempt,
-                                                     offset=t.log_chars, data=text)
-            if not read.data:
-                return
+        """Ship each rank's new output under its rank. The first rank here is read without naming it, so an
+        engine that cannot tell ranks apart (`rank_logs` False) ships all of its output as that rank's."""
+        first = min(t.logs, default=None)
+        for rank, rank_log in t.logs.items():
+            if rank != first and not self.backend.rank_logs:
+                continue
+            while True:
+                if rank == first:
+                    read = self.backend.logs(t.engine_id, rank_log.read_bytes)
+                else:
+                    read = self.backend.logs(t.engine_id, rank_log.read_bytes, rank=rank)
+                text = rank_log.decoder.decode(read.data, final=final and not read.data)
+                rank_log.read_bytes = read.next_offset
+                if text:
+                    rank_log.shipped_chars = self.client.append_log(
+                        t.job_id, node_id=rank_log.node_id, attempt=t.attempt, rank=rank,
+                        offset=rank_log.shipped_chars, data=text)
+                if not read.data:
+                    break
 
     def _ship_usage(self, t: Tracked) -> None:
         """Report usage per node: a slice names its node by hostname ("" = the attempt's first node)."""

@@ -8,6 +8,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
+from computegrid.core.capabilities import EngineCapabilities
+
 
 @dataclass(frozen=True)
 class InventoryDevice:
@@ -118,6 +120,7 @@ class ExecStatus:
     started_ms: int | None = None
     ended_ms: int | None = None
     reason: str = ""
+    lost: bool = False  # the engine stopped it for a reason not the job's (its agent's lease ran out)
 
 
 @dataclass(frozen=True)
@@ -163,16 +166,33 @@ class Backend(Protocol):
     """
 
     name: str
+    rank_logs: bool  # `logs` can read each rank of a several-node request on its own
+
+    @property
+    def capabilities(self) -> EngineCapabilities:
+        """What the engine can run (shares, images, gangs, models); placement sends it nothing else, so
+        `submit` raising SubmitRefused for a request these allow is a bug in the declaration."""
+        ...
+
 
     def inventory(self) -> list[Inventory]: ...
     def engine_id(self, job_id: int, attempt: int) -> str: ...
     def submit(self, run: RunRequest) -> str: ...
     def status(self, engine_id: str) -> ExecStatus: ...
     def cancel(self, engine_id: str) -> None: ...
-    def logs(self, engine_id: str, offset: int) -> LogRead: ...
+    def logs(self, engine_id: str, offset: int, rank: int | None = None) -> LogRead:
+        """Output from byte `offset`: of rank `rank` of the request, or (None) of its first part. An engine
+        that cannot tell its ranks' output apart (`rank_logs` False) gives all of it for None."""
+        ...
+
     def usage(self, engine_id: str) -> list[UsageSlice]: ...
     def active_ids(self) -> list[str]: ...
     def telemetry(self) -> list[dict[str, Any]]: ...
+    def renew_lease(self, term_ms: int, kill_ms: int) -> None:
+        """The agent has just heard from the control plane. An engine whose attempts would outlive a silent
+        agent unwatched (local) stops them from `term_ms` (SIGTERM) to `kill_ms` (SIGKILL), epoch ms, unless
+        the lease is renewed first; engines with a cluster manager of their own do nothing."""
+        ...
 
 
 _MODULES = {

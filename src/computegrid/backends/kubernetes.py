@@ -43,6 +43,7 @@ from computegrid.backends.base import (
     UsageSlice,
     read_log_file,
 )
+from computegrid.core.capabilities import EngineCapabilities
 from computegrid.core.catalog import Catalog, UnknownAccelerator, default_catalog
 
 if TYPE_CHECKING:  # the client ships no type information: these are Any to mypy, names for the reader
@@ -746,6 +747,10 @@ class _Cancelled:
 
 class KubernetesBackend:
     name = "kubernetes"
+    rank_logs = False  # a gang's pods' logs are read as one, each under a `----- rank R -----` line
+    # Extended resources are whole devices (no shares); images yes; gangs as an Indexed Job. Models: None,
+    # since the inventory lists only devices of models that have a resource name (`resource_name_for`).
+    capabilities = EngineCapabilities(shares=False, images=True, gangs=True, models=None)
 
     def __init__(self, work_dir: str | Path, namespace: str = DEFAULT_NAMESPACE, kubeconfig: str | None = None,
                  context: str | None = None, in_cluster: bool | None = None, queue: str | None = None,
@@ -906,7 +911,10 @@ class KubernetesBackend:
             self._forget_cancel(engine_id)  # it still runs: do not claim it stopped
             raise
 
-    def logs(self, engine_id: str, offset: int) -> LogRead:
+    def logs(self, engine_id: str, offset: int, rank: int | None = None) -> LogRead:
+        """Every rank's output, one pod after another (`rank` other than None reads nothing)."""
+        if rank is not None:
+            return LogRead(data=b"", next_offset=offset)
         record = self._cancel_record(engine_id)
         if record is not None:
             return read_log_file(record.log_file, offset)
@@ -972,6 +980,9 @@ class KubernetesBackend:
             if status_from_job(job).state in (EngineState.QUEUED, EngineState.RUNNING):
                 active.append(name)
         return sorted(active)
+
+    def renew_lease(self, term_ms: int, kill_ms: int) -> None:
+        """Kubernetes keeps its Jobs without the agent; a returning agent stops those no longer assigned to it."""
 
     # -- what a cancel leaves in work_dir
     def _cancel_dir(self) -> Path:

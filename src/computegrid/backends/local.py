@@ -7,6 +7,7 @@ each attempt where it left it and re-attaches rather than starting it again.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -31,6 +32,7 @@ from computegrid.backends.base import (
     read_log_file,
 )
 from computegrid.backends.nvidia import nvidia_devices, nvidia_telemetry
+from computegrid.core.capabilities import EngineCapabilities
 
 
 def _read_int(path: Path) -> int | None:
@@ -38,6 +40,13 @@ def _read_int(path: Path) -> int | None:
         return int(path.read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        return ""
 
 
 def _pid_alive(pid: int, directory: Path) -> bool:
@@ -57,6 +66,10 @@ def _memory_mb() -> int:
 
 class LocalBackend:
     name = "local"
+    rank_logs = True  # one rank per request: its output is the rank's
+    # Subprocesses: shares of a device yes, images no. A gang is one rank per node, and each local agent
+    # drives its own node, so a site of several local agents runs gangs (one part each).
+    capabilities = EngineCapabilities(shares=True, images=False, gangs=True, models=None)
 
     def __init__(self, work_dir: str | Path, declared: list[InventoryDevice] | None = None,
                  hostname: str | None = None):
@@ -93,6 +106,8 @@ class LocalBackend:
         engine_id = self.engine_id(run.job_id, run.attempt)
         if len(run.parts) != 1:
             raise SubmitRefused(f"the local backend drives one node; this request has {len(run.parts)} parts")
+        if run.image is not None:
+            raise SubmitRefused("the local backend runs commands, not container images: leave out `image`")
         part = run.parts[0]
         if self._indices is None:
             self.inventory()
@@ -105,11 +120,7 @@ class LocalBackend:
             return engine_id  # already running or done: never start twice
         root.mkdir(exist_ok=True)
         if run.run is None:
-            (root / "output.log").write_text("the local backend runs commands, not images: give `run`\n")
-            (root / "end_ms").write_text(str(time.time_ns() // 1_000_000))
-            (root / "started").mkdir(exist_ok=True)
-            (root / "exit").write_text("127")
-            return engine_id
+            raise SubmitRefused("the local backend runs commands: give `run`")
         cwd = Path(run.workdir).expanduser() if run.workdir else root
         if not cwd.is_dir():
             (root / "started").mkdir(exist_ok=True)
@@ -123,7 +134,7 @@ class LocalBackend:
             "CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in part.device_indices),
         })
         (root / "run.sh").write_text(run.run)
-        (root / "run.json").write_text(json.dumps({"env": env, "cwd": str(cwd),
+        (root / "run.json").write_text(json.dumps({"env": env, "cwd": str(cwd), "lease": str(self.lease_file),
                                                    "request": dataclasses.asdict(run)}))
         subprocess.Popen([sys.executable, "-m", "computegrid.backends.local_runner", str(root)],
                          start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -137,6 +148,9 @@ class LocalBackend:
         started, ended = _read_int(root / "start_ms"), _read_int(root / "end_ms")
         code = _read_int(root / "exit")
         if code is not None:
+            stopped = _read_text(root / "stopped")
+            if stopped:
+                return ExecStatus(EngineState.CANCELLED, code, started, ended, f"stopped: {stopped}", lost=True)
             if (root / "cancelled").exists():
                 return ExecStatus(EngineState.CANCELLED, code, started, ended, "stopped on request")
             state = EngineState.SUCCEEDED if code == 0 else EngineState.FAILED
@@ -159,8 +173,24 @@ class LocalBackend:
             (root / "cancelled").touch()
             (root / "exit").write_text("143")
 
-    def logs(self, engine_id: str, offset: int) -> LogRead:
-        return read_log_file(self._dir(engine_id) / "output.log", offset)
+    def logs(self, engine_id: str, offset: int, rank: int | None = None) -> LogRead:
+        """The attempt's one part's output (a local request has one rank; another rank reads as empty)."""
+        root = self._dir(engine_id)
+        if rank is not None:
+            with contextlib.suppress(FileNotFoundError, json.JSONDecodeError, KeyError, IndexError):
+                if int(json.loads((root / "run.json").read_text())["request"]["parts"][0]["rank"]) != rank:
+                    return LogRead(data=b"", next_offset=offset)
+        return read_log_file(root / "output.log", offset)
+
+    @property
+    def lease_file(self) -> Path:
+        """`<term_ms> <kill_ms>`: when this agent's runners stop unless the agent renews it (local_runner.py)."""
+        return self.work_dir / "lease"
+
+    def renew_lease(self, term_ms: int, kill_ms: int) -> None:
+        tmp = self.work_dir / "lease.tmp"
+        tmp.write_text(f"{term_ms} {kill_ms}\n")
+        tmp.replace(self.lease_file)
 
     def usage(self, engine_id: str) -> list[UsageSlice]:
         root = self._dir(engine_id)

@@ -5,6 +5,12 @@ a killed agent leaves it running. It records everything in DIR:
 `started/` (made atomically: a second runner exits at once, so nothing runs twice),
 `pid`, `start_ms`, `output.log`, and at the end `end_ms` and `exit`.
 SIGTERM is passed to the job's process group; after the grace period, SIGKILL.
+
+Fencing: the runner watches its agent's lease file (`lease` in run.json; `<term_ms> <kill_ms>`, epoch ms,
+rewritten by the agent after every heartbeat the control plane answered). Once `term_ms` has passed the
+agent has been silent too long and the control plane is about to requeue the attempt elsewhere, so the
+runner stops it: SIGTERM to the process group, SIGKILL at `kill_ms`, and `stopped` records
+"lease expired". No lease file: no lease (a runner started without an agent).
 """
 
 from __future__ import annotations
@@ -29,6 +35,17 @@ def _write(path: Path, text: str) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text)
     tmp.replace(path)
+
+
+def _lease(path: str | None) -> tuple[int, int] | None:
+    """(term_ms, kill_ms) from the agent's lease file; None when there is none (or it is being rewritten)."""
+    if not path:
+        return None
+    try:
+        term, kill = Path(path).read_text().split()
+        return int(term), int(kill)
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 def main(directory: str) -> int:
@@ -60,9 +77,20 @@ def main(directory: str) -> int:
                 code = child.wait(timeout=0.2)
                 break
             except subprocess.TimeoutExpired:
+                lease = _lease(spec.get("lease"))
+                if not deadline and lease is not None and _now_ms() >= lease[0]:
+                    _write(root / "stopped", "lease expired")
+                    out.write(b"computegrid: stopped: the agent's lease expired (it has not reached the control "
+                              b"plane in time; the attempt is requeued)\n")
+                    deadline.append(time.monotonic() + max(0, lease[1] - _now_ms()) / 1000)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(child.pid, signal.SIGTERM)
                 if deadline and time.monotonic() > deadline[0]:
                     with contextlib.suppress(ProcessLookupError):
                         os.killpg(child.pid, signal.SIGKILL)
+        if deadline:  # it was stopped: nothing it started may outlive it
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
     _write(root / "end_ms", str(_now_ms()))
     _write(root / "exit", str(code))
     return 0

@@ -38,6 +38,7 @@ from computegrid.backends.base import (
     SubmitRefused,
     UsageSlice,
 )
+from computegrid.core.capabilities import EngineCapabilities
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 DEFAULT_MODELS = {"GPU_A100": "A100-80G"}
@@ -80,6 +81,14 @@ class _Node:
 
 class RayBackend:
     name = "ray"
+    rank_logs = False  # one driver log: a gang's lines are prefixed [rank R] by the launcher
+
+    @property
+    def capabilities(self) -> EngineCapabilities:
+        """Shares (fractional custom resources), commands not images, gangs (a placement group), and the
+        models `resource_models` maps a Ray resource to."""
+        return EngineCapabilities(shares=True, images=False, gangs=True,
+                                  models=frozenset(self.resource_models.values()))
 
     def __init__(self, work_dir: str | Path, address: str = DEFAULT_ADDRESS,
                  resource_models: dict[str, str] | None = None, python: str = "python",
@@ -236,8 +245,8 @@ class RayBackend:
         engine_id = self.engine_id(run.job_id, run.attempt)
         if self._job(engine_id) is not None:
             return engine_id  # submitted before: never start an attempt twice
-        if run.run is None:
-            raise SubmitRefused("the ray backend runs commands, not images: give `run`")
+        if run.run is None or run.image is not None:
+            raise SubmitRefused("the ray backend runs commands, not container images: give `run`, leave out `image`")
         if not run.parts:
             raise SubmitRefused("the request names no node to run on")
         nodes = {n.hostname: n for n in self._nodes()}
@@ -334,7 +343,10 @@ class RayBackend:
             self._logs.popitem(last=False)
         return data
 
-    def logs(self, engine_id: str, offset: int) -> LogRead:
+    def logs(self, engine_id: str, offset: int, rank: int | None = None) -> LogRead:
+        """Every rank's output, from the one driver log (`rank` other than None reads nothing)."""
+        if rank is not None:
+            return LogRead(data=b"", next_offset=offset)
         data = self._logs.get(engine_id, b"")
         if offset >= len(data):  # the log only grows: fetch again once the last copy is read
             data = self._fetch_logs(engine_id)
@@ -360,6 +372,9 @@ class RayBackend:
 
     def active_ids(self) -> list[str]:
         return sorted(job.submission_id for job in self._our_jobs(active_only=True))
+
+    def renew_lease(self, term_ms: int, kill_ms: int) -> None:
+        """Ray keeps its jobs without the agent; a returning agent stops those no longer assigned to it."""
 
 
 def _fmt(resources: dict[str, float]) -> str:

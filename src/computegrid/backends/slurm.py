@@ -58,6 +58,7 @@ from computegrid.backends.base import (
     UsageSlice,
     read_log_file,
 )
+from computegrid.core.capabilities import EngineCapabilities
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +206,14 @@ def parse_gres(text: str) -> list[tuple[str, str | None, int, list[int] | None]]
 
 class SlurmBackend:
     name = "slurm"
+    rank_logs = True  # a gang's first rank writes output.log (with Slurm's own messages), the others their own
+
+    @property
+    def capabilities(self) -> EngineCapabilities:
+        """Whole GPUs only (GRES; no shard or MPS), commands not images, gangs through --nodes, and the
+        models that `gres_models` maps a GRES type to (the only ones the inventory lists)."""
+        return EngineCapabilities(shares=False, images=False, gangs=True,
+                                  models=frozenset(self.gres_models.values()))
 
     def __init__(self, work_dir: str | Path, *, slurm_conf: str | None = None, partition: str | None = None,
                  account: str | None = None, gres_models: dict[str, str] | None = None,
@@ -455,6 +464,11 @@ class SlurmBackend:
         (root / "run.sh").write_text(run.run or "")
         ranks = "\n".join(f"    {shlex.quote(p.hostname)}) COMPUTEGRID_NODE_RANK={p.rank} ;;" for p in run.parts)
         workdir = str(Path(run.workdir).expanduser()) if run.workdir else str(root)
+        own_log = ""
+        if len(run.parts) > 1:  # each rank but the first keeps its own output (see `logs`)
+            own_log = (f'if [ "$COMPUTEGRID_NODE_RANK" != {run.parts[0].rank} ]; then\n'
+                       f'    exec >> {shlex.quote(str(root))}/output.rank-"$COMPUTEGRID_NODE_RANK".log 2>&1\n'
+                       'fi\n')
         task = f"""#!/bin/bash
 # One rank of computegrid job {run.job_id} attempt {run.attempt} (written by the Slurm backend).
 case "${{SLURMD_NODENAME:-}}" in
@@ -462,7 +476,7 @@ case "${{SLURMD_NODENAME:-}}" in
     *) COMPUTEGRID_NODE_RANK="${{SLURM_NODEID:-0}}" ;;
 esac
 export COMPUTEGRID_NODE_RANK
-cg_node="${{SLURMD_NODENAME:-$(hostname -s)}}"
+{own_log}cg_node="${{SLURMD_NODENAME:-$(hostname -s)}}"
 printf '%s\\n' "${{SLURM_STEP_GPUS:-${{SLURM_JOB_GPUS:-}}}}" > {shlex.quote(str(root))}/gpus."$cg_node"
 cg_workdir={shlex.quote(workdir)}
 if [ ! -d "$cg_workdir" ]; then
@@ -506,8 +520,9 @@ exec bash {shlex.quote(str(root / "run.sh"))}
     def submit(self, run: RunRequest) -> str:
         engine_id = self.engine_id(run.job_id, run.attempt)
         root = self._dir(engine_id)
-        if run.run is None:
-            raise SubmitRefused("the Slurm backend runs commands, not images: give `run`")
+        if run.run is None or run.image is not None:
+            raise SubmitRefused("the Slurm backend runs commands, not container images: give `run`, "
+                                "leave out `image`")
         if not run.parts:
             raise SubmitRefused("the request names no node of this site")
         claim = root / "claim"
@@ -649,8 +664,22 @@ exec bash {shlex.quote(str(root / "run.sh"))}
                 and "already completing or completed" not in done.stderr.lower():
             raise SlurmError(f"scancel {slurm_id}: {done.stderr.strip()}")
 
-    def logs(self, engine_id: str, offset: int) -> LogRead:
-        return read_log_file(self._dir(engine_id) / "output.log", offset)
+    def logs(self, engine_id: str, offset: int, rank: int | None = None) -> LogRead:
+        """Rank `rank`'s output: the first part's is the job's output file (where Slurm writes its own
+        messages too); each other rank of a gang writes `output.rank-<R>.log` (see task.sh)."""
+        root = self._dir(engine_id)
+        if rank is not None and rank != self._first_rank(root):
+            return read_log_file(root / f"output.rank-{rank}.log", offset)
+        return read_log_file(root / "output.log", offset)
+
+    @staticmethod
+    def _first_rank(root: Path) -> int | None:
+        with contextlib.suppress(FileNotFoundError, json.JSONDecodeError, KeyError, IndexError, ValueError):
+            return int(json.loads((root / "request.json").read_text())["request"]["parts"][0]["rank"])
+        return None
+
+    def renew_lease(self, term_ms: int, kill_ms: int) -> None:
+        """Slurm keeps its jobs without the agent; a returning agent stops those no longer assigned to it."""
 
     # -- usage
     def _gpu_indices(self, root: Path, host: str, count: int, fallback: list[int]) -> list[int]:

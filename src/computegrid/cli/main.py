@@ -126,16 +126,21 @@ def agent(
 
     from computegrid.agent.agent import Agent
     from computegrid.agent.backend_config import BackendConfigError, make_backend
+    from computegrid.agent.work_lock import WorkDirTaken, hold_work_dir
 
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(message)s")
+    if lease <= 0:
+        raise fail("--lease must be positive", 2)
+    # Each node's agent keeps its own attempts, so two agents of one site never share (or reap) them.
+    where = work_dir / site / node_name if node_name else work_dir / site
     try:
-        # Each node's agent keeps its own attempts, so two agents of one site never share (or reap) them.
-        where = work_dir / site / node_name if node_name else work_dir / site
+        held = hold_work_dir(where)  # noqa: F841 - the lock lasts as long as the handle
+    except WorkDirTaken as exc:
+        raise fail(str(exc), 2) from exc
+    try:
         engine = make_backend(backend, work_dir=where, config_file=backend_config, site_file=site_file)
     except BackendConfigError as exc:
         raise fail(str(exc), 2) from exc
-    if lease <= 0:
-        raise fail("--lease must be positive", 2)
     runner = Agent(client(), engine, site=site, node_name=node_name, poll_interval=poll_interval, lease_s=lease)
     call(runner.register)
     stop = threading.Event()

@@ -38,6 +38,7 @@ class UpOptions:
     state_dir: Path = Path(".computegrid")
     site_file: Path | None = None
     policy: str = "default"
+    queue_policy: str = "multifactor"
     heartbeat_timeout_s: float = 30.0
     poll_interval_s: float = 0.5
     agent: bool = True
@@ -110,7 +111,8 @@ class Platform:
                                    config_file=self.opts.backend_config, site_file=self.opts.site_file)
         operator_key, agent_key = self.prepare()
         scheduler = Scheduler(db=self.db, policy=get_policy(self.opts.policy), catalog=self.catalog,
-                              clock=self.clock, heartbeat_timeout_ms=int(self.opts.heartbeat_timeout_s * 1000))
+                              clock=self.clock, heartbeat_timeout_ms=int(self.opts.heartbeat_timeout_s * 1000),
+                              queue_policy=self.opts.queue_policy)
         state = AppState(db=self.db, catalog=self.catalog, clock=self.clock, scheduler_wake=scheduler.wake)
         config = uvicorn.Config(create_app(state), host=self.opts.host, port=self.opts.port, log_level="warning",
                                 access_log=False, timeout_graceful_shutdown=5)

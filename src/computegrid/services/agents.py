@@ -124,20 +124,30 @@ def _stopped(session: Session, node: Node, job_id: int, attempt: int, reason: st
     return job
 
 
-def append_log(*, session: Session, node: Node, job_id: int, attempt: int, offset: int, data: str) -> int:
-    """Store a log chunk at character `offset`; overlap with what is stored is dropped. Returns the new end."""
+def append_log(*, session: Session, node: Node, job_id: int, attempt: int, offset: int, data: str,
+               rank: int | None = None) -> int:
+    """Store a chunk of one rank's output at character `offset` of that rank's log; overlap with what is
+    stored is dropped. `rank` must be the rank this node holds in the attempt (None: that rank, which is
+    what agents that predate per-rank logs mean). Returns the new end of the rank's log."""
     if offset < 0:
         raise Invalid("offset must be >= 0")
     if len(data) > MAX_LOG_CHUNK:
         raise Invalid(f"a log chunk may hold at most {MAX_LOG_CHUNK} characters")
     _job_on_node(session, node, job_id, attempt)
+    held = session.scalar(select(JobAllocation.rank).where(JobAllocation.job_id == job_id,
+                                                           JobAllocation.attempt == attempt,
+                                                           JobAllocation.node_id == node.id))
+    held = int(held or 0)
+    if rank is not None and rank != held:
+        raise Invalid(f"node {node.id} holds rank {held} of job {job_id} attempt {attempt}, not rank {rank}")
     end = session.scalar(select(func.max(JobLogChunk.offset + func.length(JobLogChunk.data)))
-                         .where(JobLogChunk.job_id == job_id, JobLogChunk.attempt == attempt)) or 0
+                         .where(JobLogChunk.job_id == job_id, JobLogChunk.attempt == attempt,
+                                JobLogChunk.rank == held)) or 0
     if offset > end:
-        raise Conflict(f"log chunk at {offset} leaves a gap; the log ends at {end}")
+        raise Conflict(f"log chunk at {offset} leaves a gap; rank {held}'s log ends at {end}")
     fresh = data[end - offset:]
     if fresh:
-        session.add(JobLogChunk(job_id=job_id, attempt=attempt, offset=end, data=fresh))
+        session.add(JobLogChunk(job_id=job_id, attempt=attempt, rank=held, offset=end, data=fresh))
     return int(end + len(fresh))
 
 

@@ -24,7 +24,9 @@ def register(body: NodeRegister, principal: CurrentPrincipal, state: StateDep) -
     with state.db.transaction() as session:
         node = sites.register_node(session=session, principal=principal, catalog=state.catalog, site=body.site,
                                    name=body.name, cpu_milli=body.cpu_milli, memory_mb=body.memory_mb,
-                                   devices=decls, now_ms=state.clock.now_ms())
+                                   devices=decls, now_ms=state.clock.now_ms(),
+                                   capabilities=None if body.capabilities is None
+                                   else body.capabilities.model_dump())
         node_id = node.id
     state.forget_shape()
     if state.scheduler_wake is not None:
@@ -61,7 +63,7 @@ def append_log(job_id: int, body: LogChunk, principal: CurrentPrincipal, state: 
     with state.db.transaction() as session:
         node = sites.owned_node(session=session, principal=principal, node_id=body.node_id)
         end = agents.append_log(session=session, node=node, job_id=job_id, attempt=body.attempt,
-                                offset=body.offset, data=body.data)
+                                offset=body.offset, data=body.data, rank=body.rank)
     return {"next_offset": end}
 
 
