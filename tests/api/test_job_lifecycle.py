@@ -147,7 +147,8 @@ def test_gang_job_spans_nodes_all_or_nothing(world: World) -> None:
     assert [a["rank"] for n in nodes for a in heartbeat(world, "prov1", n)] == [0, 1]
     second = world.call("alice", "POST", "/v1/jobs", json=gang).json()["id"]
     world.scheduler.tick()
-    assert "gang needs 2 nodes, 0 fit" in world.call("alice", "GET", f"/v1/jobs/{second}").json()["state_reason"]
+    reason = world.call("alice", "GET", f"/v1/jobs/{second}").json()["state_reason"]
+    assert "gang needs 2 nodes on one site, 0 fit" in reason
 
 
 def test_metrics_and_health(world: World) -> None:

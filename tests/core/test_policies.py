@@ -53,7 +53,7 @@ def test_every_policy_honours_the_contract(name):
     assert free_state(pool) == before  # placing never changes the pool
     fail = policy.place(pool, PlacementRequest(models=A100, milli_per_node=4000, nodes=3))
     assert isinstance(fail, PlacementFailure)
-    assert "gang needs 3 nodes, 2 fit" in str(fail) and "accelerator" in str(fail)
+    assert "gang needs 3 nodes on one site, 2 fit" in str(fail) and "accelerator" in str(fail)
     tier = policy.place(pool, PlacementRequest(tier="edge"))
     assert isinstance(tier, PlacementFailure) and str(tier) == "tier (want edge) excluded 3 nodes"
 
@@ -70,7 +70,8 @@ def test_every_policy_honours_a_price_limit(name):
         assert isinstance(got, Placement) and got.allocations[0].node_id in (2, 3)
     gang = policy.place(pool, PlacementRequest(models=A100, milli_per_node=4000, nodes=3, max_price_fen_per_du=500))
     assert isinstance(gang, PlacementFailure)
-    assert "price (want <= 500 fen/du) excluded 1 node" in str(gang) and "gang needs 3 nodes, 2 fit" in str(gang)
+    assert "price (want <= 500 fen/du) excluded 1 node" in str(gang)
+    assert "gang needs 3 nodes on one site, 2 fit" in str(gang)
     pool.set_prices({2: 600, 3: 700})
     none = policy.place(pool, PlacementRequest(models=A100, milli_per_node=1000, max_price_fen_per_du=500))
     assert isinstance(none, PlacementFailure) and str(none).startswith("price (want <= 500 fen/du) excluded 3 nodes")

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from computegrid.core.placement import Placement, PlacementFailure, PlacementRequest, get_policy
 from computegrid.core.placement.base import feasible_nodes
+from computegrid.core.placement.gang import widest_group
 from computegrid.core.pool import DeviceInfo, NodeAllocation, NodeInfo, PoolSnapshot
 from computegrid.core.units import MILLI_PER_DEVICE
 from tests.core._helpers import FAST
@@ -81,6 +82,7 @@ def check_placement(pool: PoolSnapshot, req: PlacementRequest, placement: Placem
     allocs = placement.allocations
     assert len(allocs) == req.nodes
     assert len({a.node_id for a in allocs}) == req.nodes, "a gang uses distinct nodes"
+    assert len({pool.site[pool.node_row[a.node_id]] for a in allocs}) == 1, "a gang lands whole on one site"
     for a in allocs:
         row = pool.node_row[a.node_id]
         assert pool.up[row]
@@ -118,7 +120,8 @@ def test_capacity_is_never_over_allocated_or_lost(pool: PoolSnapshot, ops: list[
             else:
                 assert isinstance(result, PlacementFailure)
                 feas = feasible_nodes(pool, arg, RTT)
-                assert int(feas.node_mask.sum()) < arg.nodes
+                # a gang lands whole on one site: it fails only when no site has enough feasible nodes
+                assert widest_group(pool, feas.node_mask, arg.gang_spread)[1] < arg.nodes
                 assert str(result)
         elif live:
             pool.release(live.pop(arg % len(live)))

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from computegrid.sim.pools import PoolNode, SimPool, build_pool, find_data_dir, load_pool
+from computegrid.sim.regions import default_regions
 from computegrid.sim.replay import ReplayProgress, job_shape, replay
 from computegrid.sim.traces import Trace, compress, load_philly
 
@@ -23,9 +24,12 @@ def trace(jobs: Sequence[tuple[float, float, int]], groups: list[str] | None = N
                  line=np.arange(2, n + 2, dtype=np.int64), rows=n)
 
 
-def pool(*gpus: int, model: str = "A10") -> SimPool:
+def pool(*gpus: int, model: str = "A10", one_site_per_tier: bool = False) -> SimPool:
     nodes = [PoolNode(f"n{i}", 64_000, 256_000, g, model, 24.0) for i, g in enumerate(gpus)]
-    return build_pool("hand", "test", nodes)
+    regions = None
+    if one_site_per_tier:  # every hub node on one site (else nodes are dealt over many sites)
+        regions = [next(r for r in default_regions() if r.tier == tier) for tier in ("hub", "core", "edge")]
+    return build_pool("hand", "test", nodes, regions)
 
 
 THREE = [(0, 100, 1), (1, 50, 1), (2, 10, 1)]
@@ -64,6 +68,8 @@ def test_backfill_starts_a_small_job_early_without_delaying_the_head() -> None:
     fifo = replay(trace(BACKFILL), pool(5), queue="fifo")
     assert list(fifo.start_ms) == [0, 100_000, 110_000, 110_000]
     assert fair.start_ms[1] == fifo.start_ms[1]  # the head starts when it would have anyway
+    multifactor = replay(trace(BACKFILL), pool(5), queue="multifactor")  # the live default backfills the same
+    assert list(multifactor.start_ms) == list(fair.start_ms) and multifactor.backfilled == 1
 
 
 def test_backfill_uses_nodes_the_head_does_not_need() -> None:
@@ -80,11 +86,15 @@ def test_gangs_of_whole_nodes_and_unplaceable_jobs() -> None:
     assert job_shape(12, sizes) == (4, 3)  # 3 members of 4 (8-GPU nodes can hold one each)
     assert job_shape(40, sizes) == "5 nodes of 8 GPUs needed, 3 in the pool"
     assert job_shape(9, sizes) == "no node size divides 9 GPUs"
-    r = replay(trace([(0, 10, 16), (0, 10, 9), (1, 10, 1)]), pool(8, 8, 4), queue="fifo")
+    r = replay(trace([(0, 10, 16), (0, 10, 9), (1, 10, 1)]), pool(8, 8, 4, one_site_per_tier=True), queue="fifo")
     assert list(r.start_ms) == [0, -1, 1000]
     assert r.unplaceable == {"no node size divides 9 GPUs": 1}
     assert r.completed == 2
     assert r.utilisation_pct == pytest.approx(100 * (16 * 10 + 1 * 10) / (20 * 11))
+    # A gang lands whole on one site: with the two 8-GPU nodes dealt to two hub sites it never runs.
+    spread = replay(trace([(0, 10, 16), (1, 10, 1)]), pool(8, 8, 4), queue="fifo")
+    assert list(spread.start_ms) == [-1, 1000]
+    assert spread.unplaceable == {"2 x 8 GPUs never fit on one site": 1}
 
 
 def test_du_is_metered_per_model_and_opaque_models_report_hours() -> None:
@@ -107,7 +117,7 @@ def random_trace(n: int, seed: int, max_gpus: int = 8) -> Trace:
     return trace([(float(a), float(d), int(g)) for a, d, g in zip(arrivals, durations, gpus, strict=True)], groups)
 
 
-@pytest.mark.parametrize("queue", ["fifo", "sjf", "fair"])
+@pytest.mark.parametrize("queue", ["fifo", "sjf", "fair", "multifactor"])
 def test_capacity_is_conserved_at_every_pass_and_released_at_the_end(queue: str) -> None:
     sim = pool(8, 8, 4, 4, 2, 1, 1, 8)
     r = replay(random_trace(300, seed=5, max_gpus=16), sim, queue=queue, audit=True)

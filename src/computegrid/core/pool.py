@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from computegrid.core.capabilities import ANY, EngineCapabilities
 from computegrid.core.units import MILLI_PER_DEVICE
 
 IntArray = npt.NDArray[np.int64]
@@ -59,6 +60,7 @@ class NodeInfo:
     cpu_milli: int
     memory_mb: int
     price_fen_per_du: int = -1  # the node's current price per du; -1: not priced (passes any price limit)
+    capabilities: EngineCapabilities = ANY  # what its site's engine can run (ANY: not declared)
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,15 @@ class PoolSnapshot:
         self.dev_model_code: IntArray = np.array([self.model_code[d.model] for d in known], dtype=np.int64)
         self.dev_mem_gb = np.array([d.memory_gb for d in known], dtype=np.float64)
         self.dev_free: IntArray = np.full(len(known), MILLI_PER_DEVICE, dtype=np.int64)
+        # What each node's engine takes (see core.capabilities); a device of a model it cannot be asked for
+        # is never eligible.
+        self.takes_shares: BoolArray = np.array([nd.capabilities.shares for nd in nodes], dtype=np.bool_)
+        self.takes_images: BoolArray = np.array([nd.capabilities.images for nd in nodes], dtype=np.bool_)
+        self.takes_gangs: BoolArray = np.array([nd.capabilities.gangs for nd in nodes], dtype=np.bool_)
+        models_of = {nd.node_id: nd.capabilities.models for nd in nodes if nd.capabilities.models is not None}
+        self.dev_engine_ok: BoolArray = np.array([d.node_id not in models_of or d.model in models_of[d.node_id]
+                                                  for d in known], dtype=np.bool_) if models_of \
+            else np.ones(len(known), dtype=np.bool_)
         self.dev_row = {(int(self.node_ids[r]), int(i)): k
                         for k, (r, i) in enumerate(zip(self.dev_node, self.dev_index, strict=True))}
         # Devices of a node are contiguous rows dev_start[r] .. dev_start[r] + dev_count[r].

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from computegrid.core.capabilities import EngineCapabilities
 from computegrid.core.catalog import Catalog, UnknownAccelerator
 from computegrid.core.jobs.spec import TIERS
 from computegrid.services.accounts import check_name
@@ -93,9 +94,16 @@ def _owned_site(session: Session, principal: Principal, site_name: str) -> Site:
 
 
 def register_node(*, session: Session, principal: Principal, catalog: Catalog, site: str, name: str,
-                  cpu_milli: int, memory_mb: int, devices: list[DeviceDecl], now_ms: int) -> Node:
-    """Create or refresh a node and its device list; models must be in the catalog."""
+                  cpu_milli: int, memory_mb: int, devices: list[DeviceDecl], now_ms: int,
+                  capabilities: dict[str, Any] | None = None) -> Node:
+    """Create or refresh a node and its device list; models must be in the catalog.
+
+    `capabilities` (EngineCapabilities.to_dict) declare what the site's engine can run and replace what
+    the site declared before; None leaves the site as it was ("" = undeclared: taken to run anything).
+    """
     owned = _owned_site(session, principal, site)
+    if capabilities is not None:
+        owned.capabilities = declared_capabilities(capabilities, catalog).to_json()
     if cpu_milli <= 0 or memory_mb <= 0:
         raise Invalid("a node needs positive cpu_milli and memory_mb")
     indices = [d.index for d in devices]
@@ -133,6 +141,23 @@ def register_node(*, session: Session, principal: Principal, catalog: Catalog, s
     for gone in existing.values():
         gone.health = "removed"
     return node
+
+
+def declared_capabilities(data: dict[str, Any], catalog: Catalog) -> EngineCapabilities:
+    """An engine's declared capabilities, its models resolved to catalog names; Invalid names the problem."""
+    try:
+        declared = EngineCapabilities.from_dict(data)
+    except ValueError as exc:
+        raise Invalid(f"capabilities: {exc}") from exc
+    if declared.models is None:
+        return declared
+    models = set()
+    for model in declared.models:
+        try:
+            models.add(catalog.get(model).model)
+        except UnknownAccelerator as exc:
+            raise Invalid(f"capabilities.models: {exc}") from exc
+    return replace(declared, models=frozenset(models))
 
 
 def owned_node(*, session: Session, principal: Principal, node_id: int) -> Node:

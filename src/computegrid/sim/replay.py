@@ -37,6 +37,7 @@ from computegrid.core.catalog import default_catalog
 from computegrid.core.metering import UsageInterval, meter
 from computegrid.core.placement import Placement, PlacementPolicy, PlacementRequest, get_policy, typical_pods
 from computegrid.core.placement.base import feasible_nodes
+from computegrid.core.placement.gang import widest_group
 from computegrid.core.pool import NodeAllocation
 from computegrid.core.queueing import QueuedJob, Reservation, WaitQueue, make_queue
 from computegrid.core.units import MILLI_PER_DEVICE, MS_PER_HOUR
@@ -161,6 +162,8 @@ class _Replay:
                 fit = feasible_nodes(self.snap, req, empty=True)
                 if int(np.count_nonzero(fit.node_mask)) < shape[1]:
                     self.shapes[g] = f"{shape[1]} x {shape[0]} GPUs never fit"
+                elif shape[1] > 1 and widest_group(self.snap, fit.node_mask, "site")[1] < shape[1]:
+                    self.shapes[g] = f"{shape[1]} x {shape[0]} GPUs never fit on one site"  # a gang is whole there
                 else:
                     self.requests[shape] = req
         self.policy = make_policy(policy_name, [self.requests[s] for g in self.gpus
@@ -208,6 +211,7 @@ class _Replay:
                 heapq.heappop(ends)
             self.snap.release(allocations)
             self.end[job] = self.engine.now_ms
+            self.queue.advance(self.engine.now_ms)
             self.queue.on_finish(QueuedJob(job, self.arrival[job], self.duration[job], self.gpus[job],
                                            self.trace.group[job]))
             self.released = True
@@ -270,6 +274,7 @@ class _Replay:
     def settle(self, now: int) -> None:
         released, self.released = self.released, False
         new, self.new_jobs = self.new_jobs, []
+        self.queue.advance(now)
         if self.audit:
             self._audit()
         if not len(self.queue):

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 
 from computegrid.api.deps import CurrentPrincipal, StateDep
 from computegrid.api.schemas import SiteCreate
+from computegrid.core.capabilities import EngineCapabilities
 from computegrid.services import sites
 from computegrid.services.views import iso
 from computegrid.store.models import Site
@@ -17,7 +18,9 @@ router = APIRouter(prefix="/v1", tags=["sites"])
 
 def site_view(site: Site) -> dict[str, Any]:
     return {"id": site.id, "name": site.name, "region": site.region, "tier": site.tier, "backend": site.backend,
-            "electricity_fen_per_kwh": str(site.electricity_fen_per_kwh), "provider_id": site.provider_id}
+            "electricity_fen_per_kwh": str(site.electricity_fen_per_kwh), "provider_id": site.provider_id,
+            # what its engine takes, as its agent declared; None until declared (then taken to take everything)
+            "capabilities": EngineCapabilities.from_json(site.capabilities).to_dict() if site.capabilities else None}
 
 
 @router.post("/sites", status_code=201)
@@ -27,7 +30,9 @@ def create_site(body: SiteCreate, principal: CurrentPrincipal, state: StateDep) 
                                  tier=body.tier, backend=body.backend,
                                  electricity_fen_per_kwh=body.electricity_fen_per_kwh,
                                  provider=body.provider, now_ms=state.clock.now_ms())
-        return site_view(site)
+        view = site_view(site)
+    state.forget_regions()  # its region is now a known one
+    return view
 
 
 @router.get("/sites")

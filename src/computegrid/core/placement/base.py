@@ -43,6 +43,9 @@ class PlacementRequest:
     workload: str | None = None
     model_preference: tuple[str, ...] = ()
     max_price_fen_per_du: int | None = None  # only nodes priced at most this (unpriced nodes pass)
+    image: bool = False  # the job names a container image: only engines that run images take it
+    gang_spread: str = "site"  # a gang (nodes > 1) lands whole on one site, or on one region ("region")
+    within: tuple[str, str] | None = None  # only nodes of this ("site" | "region", name); set by gang placement
 
     @classmethod
     def from_spec(cls, spec: JobSpec) -> PlacementRequest:
@@ -59,6 +62,8 @@ class PlacementRequest:
             max_rtt_ms=spec.routing.max_rtt_ms,
             workload=spec.workload,
             max_price_fen_per_du=spec.max_price_fen_per_du,
+            image=spec.image is not None,
+            gang_spread=spec.gang_spread,
         )
 
     @property
@@ -69,6 +74,18 @@ class PlacementRequest:
     @property
     def milli_per_device(self) -> int:
         return min(self.milli_per_node, MILLI_PER_DEVICE)
+
+    @property
+    def engine_needs(self) -> tuple[str, ...]:
+        """What the request asks of a site's engine beyond devices, CPU and memory (see core.capabilities)."""
+        needs = []
+        if 0 < self.milli_per_node < MILLI_PER_DEVICE:
+            needs.append("device shares")
+        if self.image:
+            needs.append("container images")
+        if self.nodes > 1:
+            needs.append("multi-node gangs")
+        return tuple(needs)
 
 
 @dataclass(frozen=True)
@@ -117,7 +134,7 @@ def device_eligibility(pool: PoolSnapshot, req: PlacementRequest) -> tuple[BoolA
     key = ("eligible", req.models, req.min_device_memory_gb)
     hit = pool.static_cache.get(key)
     if hit is None:
-        ok = pool.dev_mem_gb >= req.min_device_memory_gb
+        ok = (pool.dev_mem_gb >= req.min_device_memory_gb) & pool.dev_engine_ok
         if req.models:
             codes = [pool.model_code[m] for m in req.models if m in pool.model_code]
             ok &= np.isin(pool.dev_model_code, np.array(codes, dtype=np.int64))
@@ -148,6 +165,68 @@ def _latency_mask(pool: PoolSnapshot, table: RttTable, user_region: str, max_rtt
 
 
 _EMPTY_RTT: dict[tuple[str, str], int] = {}
+
+
+def latency_filter_name(pool: PoolSnapshot, table: RttTable, user_region: str, max_rtt_ms: int) -> str:
+    """The latency filter as a failure names it: the limit, and the nearest pool region it excludes with its
+    round trip (ms), or the regions it excludes for want of a known round trip. Cached like the mask."""
+    key = ("latency-name", id(table), user_region, max_rtt_ms)
+    hit = pool.static_cache.get(key)
+    if hit is None or hit[0] is not table:
+        far: list[tuple[int, str]] = []
+        unknown: list[str] = []
+        for reg in sorted({str(r) for r in pool.region.tolist()}):
+            rtt = rtt_between(table, user_region, reg)
+            if rtt is None:
+                unknown.append(reg)
+            elif rtt > max_rtt_ms:
+                far.append((rtt, reg))
+        name = f"latency (want <= {max_rtt_ms} ms from {user_region}"
+        if far:
+            name += f"; nearest excluded: {min(far)[1]} at {min(far)[0]} ms"
+        elif unknown:
+            name += f"; no round trip known to {', '.join(unknown[:3])}{', ...' if len(unknown) > 3 else ''}"
+        hit = pool.static_cache[key] = (table, name + ")")
+    return str(hit[1])
+
+
+def engine_mask(pool: PoolSnapshot, req: PlacementRequest) -> BoolArray | None:
+    """Nodes whose site's engine takes what the request needs (shares, images, gangs); None: no need."""
+    needs = req.engine_needs
+    if not needs:
+        return None
+    key = ("engine", needs)
+    hit = pool.static_cache.get(key)
+    if hit is None:
+        mask = np.ones(pool.node_count, dtype=np.bool_)
+        for need in needs:
+            mask &= _engine_column(pool, need)
+        hit = pool.static_cache[key] = mask
+    return hit
+
+
+def _engine_column(pool: PoolSnapshot, need: str) -> BoolArray:
+    columns = {"device shares": pool.takes_shares, "container images": pool.takes_images,
+               "multi-node gangs": pool.takes_gangs}
+    return columns[need]
+
+
+def _engine_name(req: PlacementRequest) -> str:
+    return f"engine (want one that takes {' and '.join(req.engine_needs)})"
+
+
+def _within_mask(pool: PoolSnapshot, within: tuple[str, str]) -> BoolArray:
+    """Nodes of one site or one region (`within` = ("site" | "region", name))."""
+    key = ("within", within)
+    hit = pool.static_cache.get(key)
+    if hit is None:
+        column = pool.site if within[0] == "site" else pool.region
+        hit = pool.static_cache[key] = np.asarray(column == within[1], dtype=np.bool_)
+    return hit
+
+
+def _within_name(within: tuple[str, str]) -> str:
+    return f"{within[0]} (want {within[1]})"
 
 
 def _price_mask(pool: PoolSnapshot, limit: int) -> BoolArray:
@@ -186,6 +265,12 @@ def static_mask(pool: PoolSnapshot, req: PlacementRequest, rtt: RttTable | None 
     mask: BoolArray | None = None
     if req.tier is not None:
         mask = _tier_mask(pool, req.tier)
+    engine = engine_mask(pool, req)
+    if engine is not None:
+        mask = engine if mask is None else mask & engine
+    if req.within is not None:
+        inside = _within_mask(pool, req.within)
+        mask = inside if mask is None else mask & inside
     if req.user_region is not None and req.max_rtt_ms is not None:
         near = _latency_mask(pool, rtt if rtt is not None else _EMPTY_RTT, req.user_region, req.max_rtt_ms)
         mask = near if mask is None else mask & near
@@ -213,6 +298,11 @@ def feasible_mask(pool: PoolSnapshot, req: PlacementRequest, rtt: RttTable | Non
     mask = pool.up & (pool.cpu_free >= req.cpu_milli) & (pool.mem_free >= req.memory_mb)
     if req.tier is not None:
         mask &= _tier_mask(pool, req.tier)
+    engine = engine_mask(pool, req)
+    if engine is not None:
+        mask &= engine
+    if req.within is not None:
+        mask &= _within_mask(pool, req.within)
     if req.user_region is not None and req.max_rtt_ms is not None:
         mask &= _latency_mask(pool, rtt if rtt is not None else _EMPTY_RTT, req.user_region, req.max_rtt_ms)
     if req.max_price_fen_per_du is not None:
@@ -243,9 +333,15 @@ def feasible_nodes(pool: PoolSnapshot, req: PlacementRequest, rtt: RttTable | No
         apply("node down", pool.up)
     if req.tier is not None:
         apply(f"tier (want {req.tier})", _tier_mask(pool, req.tier))
+    engine = engine_mask(pool, req)
+    if engine is not None and not empty:  # capabilities change when an agent re-registers: the job waits
+        apply(_engine_name(req), engine)
+    if req.within is not None:
+        apply(_within_name(req.within), _within_mask(pool, req.within))
     if req.user_region is not None and req.max_rtt_ms is not None:
-        apply(f"latency (want <= {req.max_rtt_ms} ms from {req.user_region})",
-              _latency_mask(pool, rtt if rtt is not None else _EMPTY_RTT, req.user_region, req.max_rtt_ms))
+        table = rtt if rtt is not None else _EMPTY_RTT
+        apply(latency_filter_name(pool, table, req.user_region, req.max_rtt_ms),
+              _latency_mask(pool, table, req.user_region, req.max_rtt_ms))
     if req.max_price_fen_per_du is not None and not empty:  # prices move: "ever fits" ignores today's price
         apply(_price_name(req.max_price_fen_per_du), _price_mask(pool, req.max_price_fen_per_du))
     cpu = pool.cpu_total if empty else pool.cpu_free
@@ -274,9 +370,15 @@ def failure(pool: PoolSnapshot, req: PlacementRequest, rtt: RttTable | None, fou
     steps: list[tuple[str, BoolArray]] = [("node down", pool.up)]
     if req.tier is not None:
         steps.append((f"tier (want {req.tier})", _tier_mask(pool, req.tier)))
+    engine = engine_mask(pool, req)
+    if engine is not None:
+        steps.append((_engine_name(req), engine))
+    if req.within is not None:
+        steps.append((_within_name(req.within), _within_mask(pool, req.within)))
     if req.user_region is not None and req.max_rtt_ms is not None:
-        steps.append((f"latency (want <= {req.max_rtt_ms} ms from {req.user_region})",
-                      _latency_mask(pool, rtt if rtt is not None else _EMPTY_RTT, req.user_region, req.max_rtt_ms)))
+        table = rtt if rtt is not None else _EMPTY_RTT
+        steps.append((latency_filter_name(pool, table, req.user_region, req.max_rtt_ms),
+                      _latency_mask(pool, table, req.user_region, req.max_rtt_ms)))
     if req.max_price_fen_per_du is not None:
         steps.append((_price_name(req.max_price_fen_per_du), _price_mask(pool, req.max_price_fen_per_du)))
     for name, keep in steps:
@@ -298,8 +400,16 @@ def failure(pool: PoolSnapshot, req: PlacementRequest, rtt: RttTable | None, fou
         new = mask & keep
         exclusions.append((name, int(np.count_nonzero(mask)) - int(np.count_nonzero(new))))
         mask = new
+    return PlacementFailure(tuple(exclusions), failure_detail(pool, req, found))
+
+
+def failure_detail(pool: PoolSnapshot, req: PlacementRequest, found: int) -> str:
+    """The words after the exclusions: an engine need no site meets, and a gang's shortfall."""
     detail = f"gang needs {req.nodes} nodes, {found} fit" if req.nodes > 1 else ""
-    return PlacementFailure(tuple(exclusions), detail)
+    lacking = [need for need in req.engine_needs if not bool((_engine_column(pool, need) & pool.up).any())]
+    if lacking and pool.node_count:
+        detail = "; ".join(filter(None, (f"no site whose engine takes {' or '.join(lacking)}", detail)))
+    return detail
 
 
 def eligible_devices(pool: PoolSnapshot, row: int, req: PlacementRequest) -> IntArray:
@@ -336,13 +446,35 @@ def allocation_for(pool: PoolSnapshot, row: int, req: PlacementRequest,
 
 def place_preferring(place_one: Callable[[PoolSnapshot, PlacementRequest, RttTable | None],
                                          Placement | PlacementFailure],
-                     pool: PoolSnapshot, req: PlacementRequest, rtt: RttTable | None) -> Placement | PlacementFailure:
+                     pool: PoolSnapshot, req: PlacementRequest, rtt: RttTable | None,
+                     group_score: Callable[[PoolSnapshot, PlacementRequest, Placement], int] | None = None,
+                     place_gang: Callable[[PoolSnapshot, PlacementRequest, RttTable | None],
+                                          Placement | PlacementFailure] | None = None,
+                     ) -> Placement | PlacementFailure:
     """Place `req` honouring its `model_preference` with `place_one` (a policy's placement without one).
 
     Each preferred model is tried alone, in order, and the first that fits wins. Only if none does is the
     request tried on every accepted model together (which can only succeed where one node or one gang
     mixes kinds); that result, or its failure (the same as without a preference), is returned.
+    A gang (nodes > 1) is placed whole on one site or region: by `place_gang` when the policy has its own
+    (same result, faster), else by `gang.place_whole_gang` with `group_score`.
     """
+    if req.nodes > 1 and req.within is None:
+        if place_gang is not None:
+            return _place_models(place_gang, pool, req, rtt)
+        from computegrid.core.placement.gang import place_whole_gang  # gang builds on this module
+
+        def whole(p: PoolSnapshot, r: PlacementRequest, t: RttTable | None) -> Placement | PlacementFailure:
+            return place_whole_gang(place_one, p, r, t, group_score)
+
+        return _place_models(whole, pool, req, rtt)
+    return _place_models(place_one, pool, req, rtt)
+
+
+def _place_models(place_one: Callable[[PoolSnapshot, PlacementRequest, RttTable | None],
+                                      Placement | PlacementFailure],
+                  pool: PoolSnapshot, req: PlacementRequest, rtt: RttTable | None) -> Placement | PlacementFailure:
+    """`place_preferring`'s model preference (see there)."""
     plain = replace(req, model_preference=()) if req.model_preference else req
     for model in req.model_preference:
         if req.models and model not in req.models:

@@ -10,6 +10,7 @@ from computegrid.core.placement.base import (
     PlacementRequest,
     RttTable,
     allocation_for,
+    failure_detail,
     feasible_nodes,
     place_preferring,
     register_policy,
@@ -31,8 +32,7 @@ class FirstFit:
         feas = feasible_nodes(pool, req, rtt)
         rows = np.nonzero(feas.node_mask)[0]
         if len(rows) < req.nodes:
-            detail = f"gang needs {req.nodes} nodes, {len(rows)} fit" if req.nodes > 1 else ""
-            return PlacementFailure(tuple(feas.exclusions), detail)
+            return PlacementFailure(tuple(feas.exclusions), failure_detail(pool, req, len(rows)))
         return Placement(tuple(allocation_for(pool, int(r), req) for r in rows[: req.nodes]), self.name)
 
 

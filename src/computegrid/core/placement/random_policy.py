@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from computegrid.core.placement.base import PlacementRequest, register_policy
+from computegrid.core.placement.base import Placement, PlacementRequest, register_policy
 from computegrid.core.placement.scored import ScoredPolicy
 from computegrid.core.pool import BoolArray, IntArray, PoolSnapshot
 from computegrid.core.units import MILLI_PER_DEVICE
@@ -27,6 +27,10 @@ class RandomPlacement(ScoredPolicy):
         if req.nodes == 1:
             return [int(rows[int(self.rng.integers(len(rows)))])]
         return [int(r) for r in self.rng.choice(rows, size=req.nodes, replace=False)]
+
+    def group_score(self, pool: PoolSnapshot, req: PlacementRequest, placement: Placement) -> int:
+        """A draw: a gang goes to one of the sites with room, uniformly."""
+        return int(self.rng.integers(1 << 62))
 
     def order_devices(self, pool: PoolSnapshot, row: int, req: PlacementRequest, candidates: IntArray) -> IntArray:
         """Whole devices lowest index first; a share goes to a fitting device drawn uniformly."""

@@ -36,6 +36,7 @@ from computegrid.core.placement.base import (
     place_preferring,
     static_mask,
 )
+from computegrid.core.placement.gang import gang_failure, gang_spread, group_codes, place_whole_gang
 from computegrid.core.pool import BoolArray, IntArray, NodeAllocation, PoolSnapshot
 from computegrid.core.units import MILLI_PER_DEVICE
 
@@ -227,7 +228,13 @@ class ScoredPolicy:
 
         With a `model_preference`, the first preferred model with room wins (see `base.place_preferring`).
         """
-        return place_preferring(self._place_one, pool, req, rtt)
+        return place_preferring(self._place_one, pool, req, rtt, self.group_score, self._place_gang)
+
+    def group_score(self, pool: PoolSnapshot, req: PlacementRequest, placement: Placement) -> int:
+        """How much the policy likes a gang's placement on one site (or region) against another: the sum of
+        its members' node scores; higher is better (see `gang.place_whole_gang`)."""
+        rows = np.array([pool.node_row[a.node_id] for a in placement.allocations], dtype=np.int64)
+        return int(self.node_scores(pool, replace(req, within=None), rows).sum())
 
     def _place_one(self, pool: PoolSnapshot, req: PlacementRequest,
                    rtt: RttTable | None) -> Placement | PlacementFailure:
@@ -247,22 +254,7 @@ class ScoredPolicy:
     def _place_fast(self, pool: PoolSnapshot, req: PlacementRequest,
                     rtt: RttTable | None) -> Placement | PlacementFailure:
         """`place` on a pool of uniform nodes, through `RankCache` (same result as the slow path)."""
-        key = shape_key(pool, req)
-        # Scores on uniform nodes do not depend on the accepted kinds (a node that passes the static
-        # filters has every device eligible), so they are computed for a request that accepts any kind.
-        canonical = self._canonical.get(key)
-        if canonical is None:
-            canonical = self._canonical[key] = replace(req, models=frozenset(), min_device_memory_gb=0.0, tier=None,
-                                                       max_price_fen_per_du=None,
-                                                       user_region=None, max_rtt_ms=None, nodes=1)
-        ranked = self.ranks.ranked(pool, key, lambda rows: moving_fit(pool, req, rows),
-                                   lambda row: moving_fit_row(pool, req, row),
-                                   lambda stale: self.node_scores(pool, canonical, stale))
-        keep = static_mask(pool, req, rtt)
-        if keep is not None:
-            ranked = np.where(pool.up & keep, ranked, _UNFIT)
-        elif not pool.up.all():
-            ranked = np.where(pool.up, ranked, _UNFIT)
+        ranked = self._ranked(pool, req, rtt)
         if req.nodes == 1:
             best = int(np.argmax(ranked))
             if ranked[best] == _UNFIT:
@@ -273,6 +265,57 @@ class ScoredPolicy:
             return failure(pool, req, rtt, len(rows))
         order = np.lexsort((rows, -ranked[rows]))[: req.nodes]
         return Placement(tuple(self.allocation(pool, int(r), req) for r in rows[order]), self.name)
+
+    def _place_gang(self, pool: PoolSnapshot, req: PlacementRequest,
+                    rtt: RttTable | None) -> Placement | PlacementFailure:
+        """`gang.place_whole_gang` with this policy, in one pass over the ranked nodes on uniform pools: per
+        site (or region) the best `nodes` members, and the group whose members' scores sum highest (the
+        first in pool order on ties), as trying each group in turn would choose."""
+        uniform = pool.static_cache.get("uniform-nodes")
+        if uniform is None:
+            uniform = uniform_nodes(pool)
+        if not uniform or type(self).choose is not ScoredPolicy.choose:
+            return place_whole_gang(self._place_one, pool, req, rtt, self.group_score)
+        spread = gang_spread(req)
+        ranked = self._ranked(pool, req, rtt)
+        rows = np.flatnonzero(ranked != _UNFIT)
+        codes, names = group_codes(pool, spread)
+        group = codes[rows]
+        counts = np.bincount(group, minlength=len(names))
+        fitting = np.flatnonzero(counts >= req.nodes)
+        if not len(fitting):
+            return gang_failure(pool, req, rtt, counts, len(rows), spread)
+        if len(fitting) < len(names):
+            inside = (counts >= req.nodes)[group]
+            rows, group = rows[inside], group[inside]
+        order = np.lexsort((rows, -ranked[rows], group))  # by group, best first, then pool order
+        rows, group = rows[order], group[order]
+        taken = (np.arange(len(rows)) - np.searchsorted(group, group, side="left")) < req.nodes
+        sums = np.zeros(len(names), dtype=np.int64)
+        np.add.at(sums, group[taken], ranked[rows[taken]])
+        best = int(fitting[int(np.argmax(sums[fitting]))])
+        chosen = rows[taken & (group == best)]
+        return Placement(tuple(self.allocation(pool, int(r), req) for r in chosen), self.name)
+
+    def _ranked(self, pool: PoolSnapshot, req: PlacementRequest, rtt: RttTable | None) -> IntArray:
+        """Per node, its score where it could take one member now (uniform pools), else `_UNFIT`."""
+        key = shape_key(pool, req)
+        # Scores on uniform nodes do not depend on the accepted kinds (a node that passes the static
+        # filters has every device eligible), so they are computed for a request that accepts any kind.
+        canonical = self._canonical.get(key)
+        if canonical is None:
+            canonical = self._canonical[key] = replace(req, models=frozenset(), min_device_memory_gb=0.0, tier=None,
+                                                       max_price_fen_per_du=None, image=False, within=None,
+                                                       user_region=None, max_rtt_ms=None, nodes=1)
+        ranked = self.ranks.ranked(pool, key, lambda rows: moving_fit(pool, req, rows),
+                                   lambda row: moving_fit_row(pool, req, row),
+                                   lambda stale: self.node_scores(pool, canonical, stale))
+        keep = static_mask(pool, req, rtt)
+        if keep is not None:
+            ranked = np.where(pool.up & keep, ranked, _UNFIT)
+        elif not pool.up.all():
+            ranked = np.where(pool.up, ranked, _UNFIT)
+        return ranked
 
     def choose(self, pool: PoolSnapshot, req: PlacementRequest, mask: BoolArray) -> list[int]:
         """The `req.nodes` feasible rows with the highest scores, ties to the row first in pool order."""

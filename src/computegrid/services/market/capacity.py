@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from computegrid.core.jobs import ACTIVE_STATES
 from computegrid.core.market.reserved import peak_devices
 from computegrid.core.placement import FirstFit, Placement, PlacementFailure, PlacementRequest
-from computegrid.core.placement.base import RttTable
+from computegrid.core.placement.base import RttTable, engine_mask
 from computegrid.core.pool import NodeAllocation, PoolSnapshot
 from computegrid.core.units import MILLI_PER_DEVICE
 from computegrid.store.models import Job, JobAllocation, Site
@@ -178,7 +178,7 @@ def place_on(pool: PoolSnapshot, req: PlacementRequest, site: str, model: str,
         return _FIRST_FIT.place(pool, PlacementRequest(
             models=frozenset({model}), milli_per_node=req.milli_per_node,
             min_device_memory_gb=req.min_device_memory_gb, cpu_milli=req.cpu_milli, memory_mb=req.memory_mb,
-            nodes=req.nodes), rtt)
+            nodes=req.nodes, image=req.image), rtt)
     finally:
         pool.up = saved
 
@@ -187,11 +187,14 @@ def site_can_hold(pool: PoolSnapshot, site: str, model: str, req: PlacementReque
     """Whether `site`'s nodes could ever run the job on `model` (its CPU, memory and devices per node,
     on enough nodes), judged on total capacity: a spot or on-demand match there would not be placed."""
     rows = np.flatnonzero(pool.site == site)
+    engine = engine_mask(pool, req)  # what the site's engine takes (shares, images, gangs)
+    if engine is not None:
+        rows = rows[engine[rows]]
     if not len(rows):
         return False
     per_node = req.devices_per_node
     if model in pool.model_code:
-        of_model = np.bincount(pool.dev_node[pool.dev_model_code == pool.model_code[model]],
+        of_model = np.bincount(pool.dev_node[(pool.dev_model_code == pool.model_code[model]) & pool.dev_engine_ok],
                                minlength=pool.node_count)[rows]
     else:
         of_model = np.zeros(len(rows), dtype=np.int64)
