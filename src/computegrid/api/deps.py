@@ -13,8 +13,9 @@ from prometheus_client import CollectorRegistry
 
 from computegrid.api.metrics import RequestMetrics
 from computegrid.core.catalog import Catalog
+from computegrid.core.placement.base import RttTable
 from computegrid.core.pool import PoolSnapshot
-from computegrid.services import accounts
+from computegrid.services import accounts, regions
 from computegrid.services.clock import Clock
 from computegrid.services.errors import Unauthorized
 from computegrid.services.pool_state import load_pool
@@ -38,6 +39,7 @@ class AppState:
     writer: SubmissionWriter | None = None
     _auth: dict[str, tuple[float, Principal]] = field(default_factory=dict)
     _shape: tuple[float, PoolSnapshot] | None = None
+    _regions: tuple[float, set[str], RttTable] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def principal_for(self, token: str) -> Principal:
@@ -71,6 +73,23 @@ class AppState:
     def forget_shape(self) -> None:
         with self._lock:
             self._shape = None
+
+    def regions(self) -> tuple[set[str], RttTable]:
+        """The region names a job may give as `placement.user_region`, and the latency table admission judges
+        `max_rtt_ms` by (built-in plus operators' round trips), cached briefly like the pool's shape."""
+        now = time.monotonic()
+        with self._lock:
+            if self._regions is not None and self._regions[0] > now:
+                return self._regions[1], self._regions[2]
+        with self.db.reading() as session:
+            names, rtt = regions.known_regions(session), regions.load_rtt(session)
+        with self._lock:
+            self._regions = (now + SHAPE_CACHE_S, names, rtt)
+        return names, rtt
+
+    def forget_regions(self) -> None:
+        with self._lock:
+            self._regions = None
 
 
 async def get_state(request: Request) -> AppState:

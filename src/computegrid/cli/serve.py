@@ -35,13 +35,15 @@ def run_serve(*, host: str, port: int, workers: int, state_dir: Path, console: C
                 log_level="warning", access_log=False, timeout_graceful_shutdown=5)
 
 
-def run_scheduler(*, policy: str, heartbeat_timeout_s: float, state_dir: Path, console: Console) -> None:
+def run_scheduler(*, policy: str, heartbeat_timeout_s: float, state_dir: Path, console: Console,
+                  queue_policy: str = "multifactor") -> None:
     """Run the scheduler loop until SIGINT/SIGTERM; it polls for new jobs, having no API to wake it."""
     logging.basicConfig(level=os.environ.get("COMPUTEGRID_LOG_LEVEL", "WARNING"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     db = Database(default_database_url(state_dir))
     scheduler = Scheduler(db=db, policy=get_policy(policy), catalog=default_catalog(), clock=SystemClock(),
-                          heartbeat_timeout_ms=int(heartbeat_timeout_s * 1000), new_jobs_poll_s=0.2)
+                          heartbeat_timeout_ms=int(heartbeat_timeout_s * 1000), new_jobs_poll_s=0.2,
+                          queue_policy=queue_policy)
     stop = threading.Event()
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
@@ -50,6 +52,7 @@ def run_scheduler(*, policy: str, heartbeat_timeout_s: float, state_dir: Path, c
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    console.print(f"computegrid scheduler ({policy}) on {db.engine.dialect.name}; Ctrl-C stops it.")
+    console.print(f"computegrid scheduler ({policy}, queue {queue_policy}) on {db.engine.dialect.name}; "
+                  "Ctrl-C stops it.")
     scheduler.run(stop)
     db.dispose()

@@ -63,7 +63,7 @@ def result_table(r: ReplayResult) -> Table:
     if r.unmetered_device_hours:
         rows.append(("device-hours without du (unknown FP16)",
                      ", ".join(f"{m} {h:,.1f}" for m, h in r.unmetered_device_hours.items())))
-    if r.queue == "fair":
+    if r.queue in ("fair", "multifactor"):
         rows.append(("backfilled jobs", f"{r.backfilled:,}"))
     rows += [("events", f"{r.events:,}"), ("wall time", f"{r.wall_s:.2f} s ({r.events / r.wall_s:,.0f} events/s)"
                                            if r.wall_s > 0 else "0 s")]
@@ -78,7 +78,8 @@ def replay_command(
         "philly",
     pool: Annotated[str, typer.Option(help="alibaba-spot, openb, or a node-list CSV "
                                            "(sn,cpu_milli,memory_mib,gpu,model).")] = "alibaba-spot",
-    queue: Annotated[str, typer.Option(help="Queueing policy: fifo, sjf, or fair (fair share with backfill).")] =
+    queue: Annotated[str, typer.Option(help="Queueing policy: fifo, sjf, fair (fair share with backfill), or "
+                                           "multifactor (Slurm-style priority with backfill).")] =
         "fifo",
     policy: Annotated[str, typer.Option(help="Placement policy (see core/placement).")] = "best-fit",
     seed: Annotated[int, typer.Option(help="Seed of the run's random generator.")] = 1,

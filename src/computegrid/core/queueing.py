@@ -6,6 +6,9 @@ A `WaitQueue` orders waiting jobs by a policy and names its head, the job that m
 - `fair`: fair share between groups (tenants, virtual clusters) with EASY backfill. The group holding
   the fewest devices per unit of weight goes first (ties: the earlier head arrival, then the group name);
   within a group, by arrival. Shares are the devices a group holds now (`on_start` / `on_finish`).
+- `multifactor`: Slurm-style multi-factor priority (`core.priority`: age, priority class, fair share of
+  decayed usage, package priority) with EASY backfill; ties by arrival, then job id. The live
+  scheduler's default. The order depends on the time, so the owner calls `advance(now_ms)` before asking.
 
 Backfill (EASY): when the head cannot start, `Reservation.plan` finds its shadow time, the earliest
 moment (ms) it fits if running jobs end when their known durations say, and the free whole devices per
@@ -26,19 +29,31 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from computegrid.core.priority import (
+    DEFAULT_WEIGHTS,
+    PriorityInputs,
+    Weights,
+    decay,
+    decayed_interval,
+    multifactor_order,
+)
+
 #: queue policy names and whether each backfills
-QUEUE_POLICIES = {"fifo": False, "sjf": False, "fair": True}
+QUEUE_POLICIES = {"fifo": False, "sjf": False, "fair": True, "multifactor": True}
 
 
 @dataclass(frozen=True, slots=True)
 class QueuedJob:
-    """A waiting job: id, arrival time (ms), known duration (ms), devices it holds in total, fair-share group."""
+    """A waiting job: id, arrival time (ms), known duration (ms), devices it holds in total, fair-share group,
+    priority class (0 low, 1 normal, 2 high) and package priority (read by `multifactor` only)."""
 
     job_id: int
     arrival_ms: int
     duration_ms: int
     devices: int
     group: str = ""
+    priority_class: int = 1
+    package_priority: int = 0
 
 
 _Key = tuple[int, ...]
@@ -159,6 +174,9 @@ class WaitQueue:
     def ordered(self, limit: int) -> list[QueuedJob]:
         """Up to `limit` waiting jobs in policy order, head first (the backfill candidates after it)."""
         raise NotImplementedError
+
+    def advance(self, now_ms: int) -> None:
+        """The time is now `now_ms` (orders that depend on time, `multifactor`, reorder)."""
 
     def on_start(self, job: QueuedJob) -> None:
         """A job of this queue started and now holds `job.devices` devices (fair share counts them)."""
@@ -292,10 +310,90 @@ class FairShareQueue(WaitQueue):
         return len(self._group_of)
 
 
+class MultifactorQueue(WaitQueue):
+    """Highest multi-factor priority first (`core.priority.multifactor_order`); ties by arrival, then job id.
+
+    `weights` maps a group (tenant) to its fair-share weight (1 for a group not listed); `usage` is each
+    group's decayed usage in device-seconds at `now_ms`. A finished job adds its device-seconds, decayed
+    (`on_finish`); `advance` decays all usage to the new time. The order is sorted once and reused until a
+    push, a finish or a new time changes it.
+    """
+
+    name = "multifactor"
+
+    def __init__(self, *, weights: dict[str, int] | None = None, usage: dict[str, float] | None = None,
+                 now_ms: int = 0, factors: Weights = DEFAULT_WEIGHTS, backfill: bool = True) -> None:
+        super().__init__(backfill=backfill)
+        self.weights = dict(weights or {})
+        if any(w <= 0 for w in self.weights.values()):
+            raise ValueError("fair-share weights must be positive")
+        self.usage = dict(usage or {})
+        self.now_ms = now_ms
+        self.factors = factors
+        self.live: dict[int, QueuedJob] = {}
+        self._order: list[QueuedJob] | None = None
+        self._pos = 0
+
+    def push(self, job: QueuedJob) -> None:
+        if job.job_id in self.live:
+            raise ValueError(f"job {job.job_id} is already queued")
+        self.live[job.job_id] = job
+        self._order = None
+
+    def remove(self, job_id: int) -> None:
+        del self.live[job_id]  # a stale entry in the cached order is skipped when read
+
+    def advance(self, now_ms: int) -> None:
+        if now_ms == self.now_ms:
+            return
+        elapsed = now_ms - self.now_ms
+        self.usage = {g: decay(u, elapsed, self.factors.half_life_ms) for g, u in self.usage.items()}
+        self.now_ms = now_ms
+        self._order = None
+
+    def _sorted(self) -> list[QueuedJob]:
+        if self._order is None:
+            by_id = self.live
+            inputs = [PriorityInputs(j.job_id, j.arrival_ms, j.priority_class, j.package_priority, j.group)
+                      for j in by_id.values()]
+            self._order = [by_id[p.job_id] for p in multifactor_order(inputs, self.now_ms, self.weights, self.usage,
+                                                                      self.factors)]
+            self._pos = 0
+        order, live = self._order, self.live
+        while self._pos < len(order) and live.get(order[self._pos].job_id) is not order[self._pos]:
+            self._pos += 1
+        return order
+
+    def head(self) -> QueuedJob | None:
+        order = self._sorted()
+        return order[self._pos] if self._pos < len(order) else None
+
+    def ordered(self, limit: int) -> list[QueuedJob]:
+        order, live = self._sorted(), self.live
+        out: list[QueuedJob] = []
+        for job in itertools.islice(order, self._pos, None):
+            if len(out) >= limit:
+                break
+            if live.get(job.job_id) is job:
+                out.append(job)
+        return out
+
+    def on_finish(self, job: QueuedJob) -> None:
+        """The finished job's devices x duration join its group's usage, decayed to now (device-seconds)."""
+        used = job.devices * decayed_interval(self.now_ms - job.duration_ms, self.now_ms, self.now_ms,
+                                              self.factors.half_life_ms)
+        self.usage[job.group] = self.usage.get(job.group, 0.0) + used
+        self._order = None
+
+    def __len__(self) -> int:
+        return len(self.live)
+
+
 def make_queue(name: str, **options: Any) -> WaitQueue:
     """A new queue for a policy name in `QUEUE_POLICIES`; raises KeyError listing the known ones.
 
-    `options` go to the queue's constructor (`weights=` for `fair`).
+    `options` go to the queue's constructor (`weights=` for `fair` and `multifactor`; `usage=`, `now_ms=`
+    and `factors=` for `multifactor`).
     """
     if name == "fifo":
         return FifoQueue(**options)
@@ -303,6 +401,8 @@ def make_queue(name: str, **options: Any) -> WaitQueue:
         return ShortestJobFirstQueue(**options)
     if name == "fair":
         return FairShareQueue(**options)
+    if name == "multifactor":
+        return MultifactorQueue(**options)
     raise KeyError(f"unknown queue policy {name!r}; known: {', '.join(QUEUE_POLICIES)}")
 
 

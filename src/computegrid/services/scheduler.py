@@ -1,7 +1,8 @@
 """The scheduler: place pending jobs on the pool snapshot, and declare silent nodes' jobs lost.
 
 Placement itself is core's policy; this service loads state, calls it, and persists
-each assignment in its own transaction. On PostgreSQL one scheduler holds an
+on-demand assignments in batches (`commit_batch` per transaction, each job locked and checked still
+pending), market ones each in its own transaction. On PostgreSQL one scheduler holds an
 advisory lock, so a second one waits instead of double-placing.
 """
 
@@ -14,14 +15,31 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import bindparam, select, text, update
+from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
 
+from computegrid.core.backfill import (
+    NEVER_MS,
+    deadline_due,
+    expected_end_ms,
+    head_reservation,
+    place_preferring,
+    placement_parts,
+    whole_release,
+)
 from computegrid.core.catalog import Catalog
-from computegrid.core.jobs import ACTIVE_STATES, JobState, SpecError, parse_job_spec
+from computegrid.core.jobs import ACTIVE_STATES, JobState, SpecError, parse_job_spec, transition
 from computegrid.core.placement import Placement, PlacementFailure, PlacementPolicy, PlacementRequest
 from computegrid.core.placement.base import RttTable
-from computegrid.core.placement.preference import prefer_models
+from computegrid.core.placement.preference import (
+    cheapest_model_prices,
+    chooses_model_by_price,
+    prefer_cheapest_work,
+)
+from computegrid.core.pool import PoolSnapshot
+from computegrid.core.priority import DEFAULT_WEIGHTS, Weights
+from computegrid.core.queueing import Release, Reservation
 from computegrid.core.throughput import default_throughputs
 from computegrid.services.billing.node_prices import node_prices
 from computegrid.services.clock import Clock
@@ -31,12 +49,24 @@ from computegrid.services.market.common import DEFAULT_NOTICE_MS
 from computegrid.services.market.placement import MarketJob, MarketPass, Target, load_pass, market_job
 from computegrid.services.market.rounds import run_round
 from computegrid.services.pool_state import load_pool
+from computegrid.services.queue_state import (
+    QueueCache,
+    check_queue_policy,
+    default_queue_policy,
+    deferral_reason,
+    id_in,
+    load_queue_pass,
+    load_specs,
+    plan_deferrals,
+    releases,
+    shown_time,
+)
+from computegrid.services.regions import RttVersion, load_rtt, rtt_version
 from computegrid.store.db import Database
-from computegrid.store.models import Job, JobAllocation, Node
+from computegrid.store.models import Job, JobAllocation, JobEvent, Node
 from computegrid.store.models_market import MarketLease
 
 log = logging.getLogger(__name__)
-UNPRICED_FEN_PER_DU = 100
 LEADER_LOCK_KEY = 0x6367_7363  # "cgsc"
 
 
@@ -81,6 +111,8 @@ class Scheduler:
     heartbeat_timeout_ms: int = 30_000
     batch: int = 500
     rtt: RttTable = field(default_factory=dict)
+    rtt_from_db: bool = True  # load `rtt`: the built-in region table plus operators' overrides (services/regions)
+    _rtt_version: RttVersion | None = None
     started_ms: int = 0
     _requests: dict[int, PlacementRequest | str] = field(default_factory=dict)
     _reasons: dict[int, str] = field(default_factory=dict)
@@ -94,25 +126,44 @@ class Scheduler:
     _seen_max_id: int = 0
     _leader: Connection | None = None
     _is_leader: bool = False
+    # Queue order (core.queueing: multifactor, fifo, sjf, fair), EASY backfill and deadline deferral:
+    # services/queue_state.py loads their inputs; see docs/scheduling.md.
+    queue_policy: str = field(default_factory=default_queue_policy)
+    priority_weights: Weights = DEFAULT_WEIGHTS
+    usage_refresh_ms: int = 60_000  # recompute tenants' decayed usage at most this often (clock ms)
+    _queue_cache: QueueCache = field(default_factory=QueueCache)
+    _head_reserved: bool = False  # the last full pass left a blocked head with a reservation
+    commit_batch: int = 500  # on-demand placements committed per transaction
 
     def __post_init__(self) -> None:
+        check_queue_policy(self.queue_policy)
         # Nodes get a full timeout after the control plane (re)starts before being declared lost.
         self.started_ms = self.clock.now_ms()
         self._last_round = time.monotonic()  # the first market round comes one interval after start
 
     def place_pending(self, *, only_new: bool = False) -> TickResult:
-        """One pass over the oldest pending jobs, first come first tried.
+        """One pass over the pending jobs in the queue policy's order (the first `batch` of them).
 
+        With a backfilling policy (`multifactor`, `fair`), the first on-demand job that does not fit is the
+        head: it gets an EASY reservation, and a later job starts only if the reservation admits it (it
+        ends by the head's start, or leaves the head's devices), so no backfill delays the head. Jobs with a
+        deadline wait for their start plan (`core.deferral`), then try the planned site first.
         With `only_new`, only jobs submitted since the last pass are tried: when no capacity
-        was freed, a job that did not fit then cannot fit now.
+        was freed, a job that did not fit then cannot fit now; and while a head holds a reservation such a
+        pass does nothing (new jobs wait for the next full pass, so none jumps the head).
         """
         result = TickResult()
+        now = self.clock.now_ms()
+        if only_new and self._head_reserved:
+            return result
         with self.db.reading() as session:
-            query = select(Job.id).where(Job.state == JobState.PENDING.value).order_by(Job.id).limit(self.batch)
-            if only_new:
-                query = query.where(Job.id > self._seen_max_id)
-            pending_ids = list(session.scalars(query))
+            self.refresh_rtt(session, full=not only_new)
+            queue = load_queue_pass(session, policy=self.queue_policy, cache=self._queue_cache, now_ms=now,
+                                    batch=self.batch, after_id=self._seen_max_id if only_new else None,
+                                    weights=self.priority_weights, usage_refresh_ms=self.usage_refresh_ms)
+            pending_ids = queue.order
             if not pending_ids:
+                self._head_reserved = self._head_reserved and only_new
                 if not only_new:
                     self._requests.clear()
                     self._reasons.clear()
@@ -121,22 +172,46 @@ class Scheduler:
             pool = load_pool(session=session)
             missing = [i for i in pending_ids if i not in self._requests]
             if missing:
-                for job_id, spec in session.execute(select(Job.id, Job.spec).where(Job.id.in_(missing))):
-                    self._requests[job_id], self._market[job_id] = self._parse(spec)
-            if any(isinstance(r, PlacementRequest) and r.max_price_fen_per_du is not None
+                specs = {i: queue.specs[i] for i in missing if i in queue.specs}
+                specs.update(load_specs(session, [i for i in missing if i not in specs]))
+                parsed: dict[str, tuple[PlacementRequest | str, MarketJob | None]] = {}  # job arrays repeat specs
+                for job_id, spec in specs.items():
+                    if spec not in parsed:
+                        parsed[spec] = self._parse(spec)
+                    self._requests[job_id], self._market[job_id] = parsed[spec]
+            if any(isinstance(r, PlacementRequest) and (r.max_price_fen_per_du is not None or chooses_model_by_price(r))
                    for i in pending_ids if (r := self._requests.get(i)) is not None):
-                pool.set_prices(node_prices(session, pool, self.clock.now_ms()))  # only when a job has a limit
+                # Only when a job has a price limit or chooses its model by price; every pass, as prices move.
+                pool.set_prices(node_prices(session, pool, self.clock.now_ms()))
+                self._order_models_by_price(pending_ids, pool)
             market = load_pass(session, pool, self.clock.now_ms(),
                                {i: m for i in pending_ids if (m := self._market.get(i)) is not None})
-        self._seen_max_id = max(self._seen_max_id, pending_ids[-1])
+            plan_deferrals(session, pool, pending_ids, self._requests, self._queue_cache, now, self.rtt)
+        self._seen_max_id = max(self._seen_max_id, max(queue.seen))
         if not only_new:  # forget jobs that left the queue some other way (cancelled while pending)
-            live, last = set(pending_ids), pending_ids[-1]
+            live = set(queue.seen)
             for cache in (self._requests, self._reasons, self._market):
-                for job_id in [k for k in cache if k <= last and k not in live]:
+                for job_id in [k for k in cache if k not in live]:
                     del cache[job_id]
         reasons: dict[int, str] = {}
+        deferred: list[int] = []  # jobs newly told they wait for a cheaper start (each gets an event too)
+        timing = self._queue_cache.timing
+        reservation: Reservation | None = None
+        head: int | None = None
+        started: dict[int, Release] = {}  # whole devices placed in this pass, by expected end (for the head's plan)
+        unsaved: list[tuple[int, Placement, str, Target | None]] = []  # placements not yet committed
+        # A request that failed fails again later in the pass (capacity only shrinks within it): not retried.
+        failed: dict[PlacementRequest, PlacementFailure] = {}
         for job_id in pending_ids:
             req = self._requests[job_id]
+            plan = self._queue_cache.plans.get(job_id)
+            if plan is not None and now < plan.start_ms:
+                result.waiting += 1
+                reason = deferral_reason(plan)
+                if self._reasons.get(job_id) != reason:
+                    reasons[job_id] = reason
+                    deferred.append(job_id)
+                continue
             mjob = self._market.get(job_id)
             decision = market.decide(job_id, mjob, self.rtt) if mjob is not None and not isinstance(req, str) \
                 else None
@@ -155,16 +230,40 @@ class Scheduler:
                 outcome = place_on(pool, replace(req, max_price_fen_per_du=None), decision.site, decision.model,
                                    self.rtt)
             else:
-                outcome = self.policy.place(pool, req, self.rtt)
+                known = failed.get(req) if plan is None else None
+                outcome = known if known is not None else self.policy.place(pool, req, self.rtt) if plan is None \
+                    else place_preferring(self.policy, pool, req, plan.site, self.rtt)
+                if isinstance(outcome, PlacementFailure) and plan is None:
+                    failed[req] = outcome
             if isinstance(outcome, Placement):
-                persisted = self._persist(job_id, outcome, pool.site[pool.node_row[outcome.allocations[0].node_id]],
-                                          decision)
-                if persisted:
+                if queue.backfill and decision is None:
+                    t = timing.get(job_id)
+                    end = expected_end_ms(now, t.time_limit_ms if t is not None else None)
+                    parts = placement_parts(pool, outcome)
+                if reservation is not None and decision is None:
+                    if not reservation.admits(end, parts) and not deadline_due(t.latest_start_ms() if t else None, now):
+                        result.waiting += 1
+                        reason = (f"waiting: job {reservation.job_id} is next, reserved to start by "
+                                  f"{shown_time(reservation.start_ms)}; starting this job now would delay it")
+                        if self._reasons.get(job_id) != reason:
+                            reasons[job_id] = reason
+                        continue
+                    reservation.take(end, parts)
+                site_name = pool.site[pool.node_row[outcome.allocations[0].node_id]]
+                if decision is None:  # committed in batches; the pool holds the devices meanwhile
                     pool.allocate(outcome.allocations)
-                    result.placed += 1
-                    if decision is not None:
+                    unsaved.append((job_id, outcome, site_name, None))
+                    if queue.backfill and end < NEVER_MS:  # no time limit: never ends
+                        started[job_id] = whole_release(pool, outcome, end)
+                    if len(unsaved) >= self.commit_batch:
+                        result.placed += self._commit(pool, unsaved, started)
+                else:
+                    persisted = self._persist(job_id, outcome, site_name, decision)
+                    if persisted:
+                        pool.allocate(outcome.allocations)
+                        result.placed += 1
                         market.placed(decision)
-                self._rewithhold(market, decision, placed=persisted)
+                    self._rewithhold(market, decision, placed=persisted)
                 self._requests.pop(job_id, None)
                 self._reasons.pop(job_id, None)
                 self._market.pop(job_id, None)
@@ -174,17 +273,35 @@ class Scheduler:
             reason = f"waiting: {outcome}"
             if decision is not None:
                 reason = f"waiting: its {decision.price_kind} devices at {decision.site} are not free yet: {outcome}"
+            elif queue.backfill and head is None and not only_new and isinstance(req, PlacementRequest):
+                head = job_id
+                ends = sorted([*releases(pool, queue.running, timing, now), *started.values()], key=lambda r: r[0])
+                reservation = head_reservation(pool, req, job_id, now, ends, self.rtt)
+                if reservation is not None and reservation.start_ms > now:
+                    reason += f"; next in line, reserved to start by {shown_time(reservation.start_ms)}"
             if self._reasons.get(job_id) != reason:
                 reasons[job_id] = reason
+        if unsaved:
+            result.placed += self._commit(pool, unsaved, started)
+        if not only_new:
+            self._head_reserved = reservation is not None
         if reasons:
-            # One executemany, not one ORM load per job: many jobs can be waiting.
+            # One UPDATE per distinct reason (many waiting jobs share one), not one ORM load per job.
+            by_reason: dict[str, list[int]] = {}
+            for job_id, reason in reasons.items():
+                by_reason.setdefault(reason, []).append(job_id)
             with self.db.transaction() as session:
                 jobs = Job.__table__
-                session.connection().execute(
-                    update(jobs)  # type: ignore[arg-type]
-                    .where(jobs.c.id == bindparam("job_id"), jobs.c.state == JobState.PENDING.value)
-                    .values(state_reason=bindparam("reason")),
-                    [{"job_id": job_id, "reason": reason} for job_id, reason in reasons.items()])
+                conn = session.connection()
+                for reason, ids in by_reason.items():
+                    for condition in id_in(session, jobs.c.id, ids):
+                        conn.execute(update(jobs)  # type: ignore[arg-type]
+                                     .where(condition, jobs.c.state == JobState.PENDING.value)
+                                     .values(state_reason=reason))
+                if deferred:
+                    session.execute(insert(JobEvent), [
+                        {"job_id": job_id, "at_ms": now, "from_state": JobState.PENDING.value,
+                         "to_state": JobState.PENDING.value, "reason": reasons[job_id]} for job_id in deferred])
             self._reasons.update(reasons)
         return result
 
@@ -193,13 +310,32 @@ class Scheduler:
             spec = parse_job_spec(json.loads(spec_json), self.catalog)
         except SpecError as exc:
             return f"stored spec no longer valid: {exc}", None
-        req = PlacementRequest.from_spec(spec)
-        if req.workload is not None and len(req.models) > 1:
-            # Until providers post prices (the market), every model costs the same per du, so the
-            # order is measured throughput per du: what a chip delivers against what it is rated.
-            prices = dict.fromkeys(req.models, UNPRICED_FEN_PER_DU)
-            req = prefer_models(req, default_throughputs(), prices, self.catalog)
-        return req, market_job(spec)
+        # A job choosing among models gets its order from the prices of each pass (_order_models_by_price).
+        return PlacementRequest.from_spec(spec), market_job(spec)
+
+    def _order_models_by_price(self, job_ids: list[int], pool: PoolSnapshot) -> None:
+        """Order the models of each job that chooses by price (core.placement.preference.prefer_cheapest_work),
+        from the cheapest price per du posted now for each model among the pool's nodes (`pool.price`)."""
+        prices = cheapest_model_prices(pool)
+        orders: dict[tuple[frozenset[str], str | None], tuple[str, ...]] = {}
+        for job_id in job_ids:
+            req = self._requests.get(job_id)
+            if not isinstance(req, PlacementRequest) or not chooses_model_by_price(req):
+                continue
+            key = (req.models, req.workload)
+            if key not in orders:
+                orders[key] = prefer_cheapest_work(req, default_throughputs(), prices, self.catalog).model_preference
+            if req.model_preference != orders[key]:
+                self._requests[job_id] = replace(req, model_preference=orders[key])
+
+    def refresh_rtt(self, session: Session, *, full: bool = True) -> None:
+        """Reload the latency table when operators' overrides changed (one aggregate query); on a pass over
+        new jobs only (`full=False`), only when it was never loaded. Does nothing with `rtt_from_db` off."""
+        if not self.rtt_from_db or (not full and self._rtt_version is not None):
+            return
+        version = rtt_version(session)
+        if version != self._rtt_version:
+            self.rtt, self._rtt_version = load_rtt(session), version
 
     @staticmethod
     def _rewithhold(market: MarketPass, target: Target | None, *, placed: bool) -> None:
@@ -207,39 +343,109 @@ class Scheduler:
         if target is not None and target.reservation_id is not None:
             market.withholding.reapply(target.site, target.model, target.devices if placed else 0)
 
+    def _commit(self, pool: PoolSnapshot, unsaved: list[tuple[int, Placement, str, Target | None]],
+                started: dict[int, Release]) -> int:
+        """Commit buffered placements (the pool already holds them); give back those of jobs that left the
+        queue meanwhile. Returns how many were committed; empties `unsaved`."""
+        saved = self._persist_many(unsaved)
+        for (job_id, placement, _, _), ok in zip(unsaved, saved, strict=True):
+            if not ok:
+                pool.release(placement.allocations)
+                started.pop(job_id, None)
+        unsaved.clear()
+        return sum(saved)
+
     def _persist(self, job_id: int, placement: Placement, site_name: str, target: Target | None = None) -> bool:
+        return self._persist_many([(job_id, placement, site_name, target)])[0]
+
+    def _persist_many(self, items: list[tuple[int, Placement, str, Target | None]]) -> list[bool]:
+        """Persist placements in one transaction, their jobs locked first (in id order); a job cancelled
+        meanwhile, or whose spot lease a round took back, is skipped (False)."""
+        if all(target is None for *_, target in items):
+            return self._persist_on_demand(items)
         now = self.clock.now_ms()
         with self.db.transaction() as session:
-            job = session.get(Job, job_id, with_for_update=True)
-            if job is None or job.state != JobState.PENDING.value:
-                return False  # cancelled meanwhile
-            lease = None
-            if target is not None and target.lease_id is not None:
-                lease = session.get(MarketLease, target.lease_id, with_for_update=True)
-                if lease is None or lease.state != "allocated" or lease.job_id != job_id:
-                    return False  # a round took the allocation back meanwhile
-            job.attempt += 1
-            nodes = {n.id: n for n in session.scalars(
-                select(Node).where(Node.id.in_([a.node_id for a in placement.allocations])))}
-            job.site_id = nodes[placement.allocations[0].node_id].site_id
-            job.placed_ms = now
-            for rank, alloc in enumerate(placement.allocations):
-                session.add(JobAllocation(job_id=job.id, attempt=job.attempt, node_id=alloc.node_id, rank=rank,
-                                          device_indices=",".join(str(i) for i in alloc.device_indices),
-                                          milli_per_device=alloc.milli_per_device, cpu_milli=alloc.cpu_milli,
-                                          memory_mb=alloc.memory_mb, active=True))
-            where = ", ".join(sorted({nodes[a.node_id].name for a in placement.allocations}))
-            bought = ""
-            if target is None:
-                job.price_kind, job.price_fen_per_du = "on-demand", None  # the provider's posted schedule
-            else:
-                job.price_kind, job.price_fen_per_du = target.price_kind, target.price_fen_per_du
-                bought = (f" on spot lease {target.lease_id} at {target.price_fen_per_du} fen/du" if lease is not None
-                          else f" on reservation {target.reservation_id}")
-            if lease is not None:
-                lease.state, lease.attempt, lease.start_ms, lease.updated_ms = "active", job.attempt, now, now
-            record_event(session, job, JobState.PLACED,
-                         f"placed by {placement.policy} on {site_name}/{where}{bought} (attempt {job.attempt})", now)
+            ids = sorted({job_id for job_id, *_ in items})
+            jobs = {j.id: j for j in session.scalars(
+                select(Job).where(Job.id.in_(ids)).order_by(Job.id).with_for_update())}
+            node_ids = sorted({a.node_id for _, placement, _, _ in items for a in placement.allocations})
+            nodes = {n.id: n for n in session.scalars(select(Node).where(Node.id.in_(node_ids)))}
+            return [self._persist_one(session, jobs.get(job_id), placement, site_name, target, nodes, now)
+                    for job_id, placement, site_name, target in items]
+
+    def _persist_on_demand(self, items: list[tuple[int, Placement, str, Target | None]]) -> list[bool]:
+        """On-demand placements in one transaction of bulk statements (lock, update, two inserts): the same
+        rows `_persist_one` writes, without loading ORM objects."""
+        now = self.clock.now_ms()
+        transition(JobState.PENDING, JobState.PLACED)  # the declared transition these rows make
+        jobs, allocs, events = Job.__table__, JobAllocation.__table__, JobEvent.__table__
+        with self.db.transaction() as session:
+            conn = session.connection()
+            ids = sorted({job_id for job_id, *_ in items})
+            attempt = {i: a for i, a, state in conn.execute(
+                select(jobs.c.id, jobs.c.attempt, jobs.c.state).where(jobs.c.id.in_(ids)).order_by(jobs.c.id)
+                .with_for_update()) if state == JobState.PENDING.value}
+            node_ids = sorted({a.node_id for _, placement, _, _ in items for a in placement.allocations})
+            nodes = {i: (site, name) for i, site, name in conn.execute(
+                select(Node.id, Node.site_id, Node.name).where(Node.id.in_(node_ids)))}
+            saved, job_rows, alloc_rows, event_rows = [], [], [], []
+            for job_id, placement, site_name, _ in items:
+                if job_id not in attempt:
+                    saved.append(False)  # cancelled meanwhile
+                    continue
+                attempt[job_id] += 1
+                n = attempt.pop(job_id)
+                where = ", ".join(sorted({nodes[a.node_id][1] for a in placement.allocations}))
+                reason = f"placed by {placement.policy} on {site_name}/{where} (attempt {n})"
+                job_rows.append({"job_id": job_id, "attempt": n, "site_id": nodes[placement.allocations[0].node_id][0],
+                                 "reason": reason})
+                alloc_rows += [{"job_id": job_id, "attempt": n, "node_id": a.node_id, "rank": rank,
+                                "device_indices": ",".join(str(i) for i in a.device_indices),
+                                "milli_per_device": a.milli_per_device, "cpu_milli": a.cpu_milli,
+                                "memory_mb": a.memory_mb, "active": True}
+                               for rank, a in enumerate(placement.allocations)]
+                event_rows.append({"job_id": job_id, "at_ms": now, "from_state": JobState.PENDING.value,
+                                   "to_state": JobState.PLACED.value, "reason": reason})
+                saved.append(True)
+            if job_rows:
+                conn.execute(update(jobs).where(jobs.c.id == bindparam("job_id")).values(  # type: ignore[arg-type]
+                    attempt=bindparam("attempt"), site_id=bindparam("site_id"), placed_ms=now, updated_ms=now,
+                    state=JobState.PLACED.value, state_reason=bindparam("reason"), price_kind="on-demand",
+                    price_fen_per_du=None), job_rows)
+                conn.execute(insert(allocs), alloc_rows)  # type: ignore[arg-type]
+                conn.execute(insert(events), event_rows)  # type: ignore[arg-type]
+        return saved
+
+    @staticmethod
+    def _persist_one(session: Session, job: Job | None, placement: Placement, site_name: str, target: Target | None,
+                     nodes: dict[int, Node], now: int) -> bool:
+        if job is None or job.state != JobState.PENDING.value:
+            return False  # cancelled meanwhile
+        lease = None
+        if target is not None and target.lease_id is not None:
+            lease = session.get(MarketLease, target.lease_id, with_for_update=True)
+            if lease is None or lease.state != "allocated" or lease.job_id != job.id:
+                return False  # a round took the allocation back meanwhile
+        job.attempt += 1
+        job.site_id = nodes[placement.allocations[0].node_id].site_id
+        job.placed_ms = now
+        for rank, alloc in enumerate(placement.allocations):
+            session.add(JobAllocation(job_id=job.id, attempt=job.attempt, node_id=alloc.node_id, rank=rank,
+                                      device_indices=",".join(str(i) for i in alloc.device_indices),
+                                      milli_per_device=alloc.milli_per_device, cpu_milli=alloc.cpu_milli,
+                                      memory_mb=alloc.memory_mb, active=True))
+        where = ", ".join(sorted({nodes[a.node_id].name for a in placement.allocations}))
+        bought = ""
+        if target is None:
+            job.price_kind, job.price_fen_per_du = "on-demand", None  # the provider's posted schedule
+        else:
+            job.price_kind, job.price_fen_per_du = target.price_kind, target.price_fen_per_du
+            bought = (f" on spot lease {target.lease_id} at {target.price_fen_per_du} fen/du" if lease is not None
+                      else f" on reservation {target.reservation_id}")
+        if lease is not None:
+            lease.state, lease.attempt, lease.start_ms, lease.updated_ms = "active", job.attempt, now, now
+        record_event(session, job, JobState.PLACED,
+                     f"placed by {placement.policy} on {site_name}/{where}{bought} (attempt {job.attempt})", now)
         return True
 
     def declare_lost(self) -> int:
@@ -280,6 +486,7 @@ class Scheduler:
         """One market round now (see services/market/rounds.py); None when the market is idle."""
         self._last_round = time.monotonic()
         with self.db.transaction() as session:
+            self.refresh_rtt(session)
             report = run_round(session, now_ms=self.clock.now_ms(), catalog=self.catalog,
                                notice_ms=self.market_notice_ms, rtt=self.rtt, force=force)
         if report is not None:

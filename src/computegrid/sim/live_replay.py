@@ -3,15 +3,19 @@
 For the agreement check between the simulator and the live scheduler
 (tests/integration/test_sim_matches_live.py): the same nodes, the same job specs, the same arrival times
 and run times. Each spec becomes its placement request through the same core calls as
-`services.scheduler.Scheduler._parse`: `core.jobs.parse_job_spec`, `PlacementRequest.from_spec`, and, for a
-job naming a workload and accepting several models, `core.placement.prefer_models` with one price for
-every model (the scheduler's rule until providers post prices, `UNPRICED_FEN_PER_DU`). The world then
-tries pending jobs in arrival order on every pass and places them with the given policy on the pool
-snapshot, as `Scheduler.place_pending` does. Usage is metered through `core.metering.meter`.
+`services.scheduler.Scheduler`: `core.jobs.parse_job_spec`, `PlacementRequest.from_spec`, and, for a
+job naming a workload and accepting several models, `core.placement.preference.prefer_cheapest_work` with
+each model's cheapest price per du among the pool's priced nodes (`cheapest_model_prices`; the pool here
+is one local site that posts no prices, as on `computegrid up`, so the order is measured throughput per
+du). Latency limits use the built-in region table (`core.regions.default_rtt`), as the scheduler loads it
+when no operator has overridden a round trip. The world then tries pending jobs in arrival order on every
+pass and places them with the given policy on the pool snapshot, as `Scheduler.place_pending` does. Usage
+is metered through `core.metering.meter`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -19,17 +23,16 @@ from typing import Any
 from computegrid.core.catalog import Catalog, default_catalog
 from computegrid.core.jobs import parse_job_spec
 from computegrid.core.metering import UsageInterval, meter
-from computegrid.core.placement import PlacementRequest, get_policy, prefer_models
+from computegrid.core.placement import PlacementRequest, get_policy
+from computegrid.core.placement.preference import cheapest_model_prices, prefer_cheapest_work
 from computegrid.core.pool import DeviceInfo, NodeInfo, PoolSnapshot
+from computegrid.core.regions import default_rtt
 from computegrid.core.throughput import default_throughputs
 from computegrid.sim.demand import BATCH, Demand, DemandParams
 from computegrid.sim.pools import PoolNode, SimPool, Site
 from computegrid.sim.pricing import site_prices
 from computegrid.sim.speed import SpeedModel
 from computegrid.sim.world import World, WorldConfig
-
-#: the live scheduler's price for every model until providers post prices (services.scheduler)
-UNPRICED_FEN_PER_DU = 100
 
 
 @dataclass(frozen=True)
@@ -62,13 +65,12 @@ class Run:
     du: Fraction
 
 
-def request_for(spec: dict[str, Any], catalog: Catalog) -> PlacementRequest:
-    """The placement request the live scheduler derives from a job spec (see the module docstring)."""
+def request_for(spec: dict[str, Any], catalog: Catalog,
+                prices_fen_per_du: Mapping[str, int] | None = None) -> PlacementRequest:
+    """The placement request the live scheduler derives from a job spec (see the module docstring), with the
+    model order from `prices_fen_per_du` (each model's cheapest posted price per du, fen; none: unpriced)."""
     request = PlacementRequest.from_spec(parse_job_spec(spec, catalog))
-    if request.workload is not None and len(request.models) > 1:
-        request = prefer_models(request, default_throughputs(), dict.fromkeys(request.models, UNPRICED_FEN_PER_DU),
-                                catalog)
-    return request
+    return prefer_cheapest_work(request, default_throughputs(), prices_fen_per_du or {}, catalog)
 
 
 def pool_of(nodes: list[LiveNode], catalog: Catalog, site: Site) -> SimPool:
@@ -99,7 +101,8 @@ def replay_specs(jobs: list[SpecJob], nodes: list[LiveNode], *, policy: str, typ
     if any(b.arrival_ms < a.arrival_ms for a, b in zip(jobs, jobs[1:], strict=False)):
         raise ValueError("jobs must be in arrival order")
     pool = pool_of(nodes, catalog, site)
-    requests: list[PlacementRequest | None] = [request_for(j.spec, catalog) for j in jobs]
+    prices = cheapest_model_prices(pool.snapshot)
+    requests: list[PlacementRequest | None] = [request_for(j.spec, catalog, prices) for j in jobs]
     end = (jobs[-1].arrival_ms if jobs else 0) + sum(j.duration_ms for j in jobs) + 1
     n = len(jobs)
     demand = Demand(
@@ -112,7 +115,7 @@ def replay_specs(jobs: list[SpecJob], nodes: list[LiveNode], *, policy: str, typ
         offered_load=0.0, copies=1, requests=requests)
     config = WorldConfig(name="live", policy=policy, cross_site=True)
     mix = [r for r in requests if r is not None]
-    world = World(demand, pool, config, seed=0, pricing=site_prices(pool, catalog), rtt={},
+    world = World(demand, pool, config, seed=0, pricing=site_prices(pool, catalog), rtt=default_rtt(),
                   utc_offset_min={site.region: 480}, catalog=catalog, keep_starts=True, requests=mix,
                   policy=None if typical else get_policy(policy))
     world.run()
