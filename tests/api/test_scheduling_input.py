@@ -144,3 +144,18 @@ def test_storage_is_not_sold(money_world: World) -> None:
     assert_nothing_moved(w, before)
     created = w.call("op", "POST", "/v1/products", json=PACKAGE).json()
     assert "storage_gb" not in created and created["priority"] == 5
+
+
+def test_a_retried_submission_gets_its_stored_job_even_after_its_deadline_passed(world: World) -> None:
+    deadline = iso(world.clock.now_ms() + 3600_000)
+    first = world.call("alice", "POST", "/v1/jobs", json={"name": "j", "run": "true", "deadline": deadline},
+                       headers={"Idempotency-Key": "retry-1"})
+    assert first.status_code == 201, first.text
+    world.clock.t += 2 * 3600_000  # the deadline is past now
+    again = world.call("alice", "POST", "/v1/jobs", json={"name": "j", "run": "true", "deadline": deadline},
+                       headers={"Idempotency-Key": "retry-1"})
+    assert again.status_code == 200, again.text
+    assert again.json()["id"] == first.json()["id"]
+    fresh = world.call("alice", "POST", "/v1/jobs", json={"name": "j", "run": "true", "deadline": deadline},
+                       headers={"Idempotency-Key": "retry-2"})
+    assert fresh.status_code == 422 and "already past" in fresh.json()["detail"]

@@ -140,6 +140,11 @@ def pending_view(principal: Principal, spec: JobSpec, stored: Stored) -> dict[st
             "submitted_at": iso(stored.submitted_ms), "placed_at": None, "started_at": None, "ended_at": None}
 
 
+def job_id_for_key(*, session: Session, tenant_id: int, key: str) -> int | None:
+    """The id of the tenant's job stored under an Idempotency-Key, if any."""
+    return session.scalar(select(Job.id).where(Job.tenant_id == tenant_id, Job.idempotency_key == key))
+
+
 def get_job(*, session: Session, principal: Principal, job_id: int) -> Job:
     """A job the principal may see; others' jobs are reported as not found."""
     job = session.get(Job, job_id)

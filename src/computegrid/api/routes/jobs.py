@@ -58,8 +58,15 @@ async def submit_job(request: Request, idempotency_key: str | None = Header(defa
     spec = jobs.validate_spec(data, state.catalog)
     known_regions, rtt = state.regions()
     check_user_region(spec.routing.user_region, known_regions)
-    submission = jobs.admit(principal=principal, spec=spec, shape=state.pool_shape(), now_ms=state.clock.now_ms(),
-                            idempotency_key=idempotency_key, rtt=rtt)
+    try:
+        submission = jobs.admit(principal=principal, spec=spec, shape=state.pool_shape(),
+                                now_ms=state.clock.now_ms(), idempotency_key=idempotency_key, rtt=rtt)
+    except Invalid:
+        # A retry of a stored submission gets the stored job, even once its deadline has passed since.
+        replayed = await run_in_threadpool(_replayed, state, principal, idempotency_key)
+        if replayed is None:
+            raise
+        return JSONResponse(replayed, status_code=200)
     assert state.writer is not None
     stored = await asyncio.wrap_future(state.writer.submit(submission))
     if stored.created:
@@ -69,6 +76,15 @@ async def submit_job(request: Request, idempotency_key: str | None = Header(defa
         return Response(json.dumps(jobs.pending_view(principal, spec, stored)), status_code=201,
                         media_type="application/json")
     return JSONResponse(await run_in_threadpool(_show, state, principal, stored.job_id), status_code=200)
+
+
+def _replayed(state: AppState, principal: CurrentPrincipal, key: str | None) -> dict[str, Any] | None:
+    """The job already stored under this tenant's Idempotency-Key, as `_show` gives it; None without one."""
+    if key is None or principal.tenant_id is None:
+        return None
+    with state.db.reading() as session:
+        job_id = jobs.job_id_for_key(session=session, tenant_id=principal.tenant_id, key=key)
+    return None if job_id is None else _show(state, principal, job_id)
 
 
 def _show(state: AppState, principal: CurrentPrincipal, job_id: int) -> dict[str, Any]:
