@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from computegrid.core.backfill import DEADLINE_SLACK_MS
 from computegrid.core.billing.prices import PriceRule, PriceSchedule, TimeBand
 from computegrid.core.deferral import PostedTariff
 from computegrid.core.placement import PlacementRequest, get_policy
@@ -81,3 +82,23 @@ def test_specs_replay_reads_priority_time_limit_and_deadline() -> None:
     runs = replay_specs_queued(jobs, [LiveNode("n1", 8000, 32768, ("T4",))], policy="first-fit")
     assert [(r.job, r.start_ms) for r in runs] == [(2, 0), (1, HOUR), (0, 2 * HOUR)]
     assert runs[0].placement == (("n1", (0,)),) and runs[0].du > 0
+
+
+def test_a_price_limit_is_judged_on_posted_prices_now() -> None:
+    # s1 (flat 900) is busy for an hour; s2 (hub) is free but costs 1000 at peak: the capped job waits for s1
+    capped = PlacementRequest(models=frozenset({"T4"}), milli_per_node=1000, max_price_fen_per_du=950)
+    jobs = [QueueJob(NOW, HOUR, t4(1)), QueueJob(NOW, HOUR, capped)]
+    runs = replay_queue(jobs, pool(("s1", "core", 1), ("s2", "hub", 1)), get_policy("first-fit"),
+                        QueueSettings(posted=POSTED))
+    assert {r.job: (r.start_ms, r.allocations[0].node_id) for r in runs} == {0: (NOW, 0), 1: (NOW + HOUR, 0)}
+    # unpriced (nothing posted), the hub's device takes it at once
+    assert starts(jobs, pool(("s1", "core", 1), ("s2", "hub", 1)))[1] == NOW
+
+
+def test_a_job_refused_behind_the_head_starts_when_its_deadline_is_due() -> None:
+    # as test_backfill_never_delays_the_head; the 2 h job must start by 00:45, so it is due at 00:30, an
+    # instant with no other event (the live scheduler passes every few seconds and starts it then)
+    jobs = [QueueJob(0, HOUR, t4(2), time_limit_ms=HOUR), QueueJob(1, HOUR, t4(4), time_limit_ms=HOUR),
+            QueueJob(1, 2 * HOUR, t4(2), time_limit_ms=2 * HOUR, deadline_ms=45 * 60_000 + 2 * HOUR)]
+    got = starts(jobs, pool(("s1", "core", 4)))
+    assert got[2] == 45 * 60_000 - DEADLINE_SLACK_MS and got[1] > got[2]

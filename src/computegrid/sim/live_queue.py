@@ -5,23 +5,29 @@ for on-demand jobs, one full pass per event time (as `Scheduler.tick` runs after
 1. order the pending jobs with the deployment's `core.queueing` queue (`multifactor`, `fair`, `fifo`, `sjf`),
    with tenants' fair shares and their usage decayed to now (`core.priority`; recomputed at most every
    `usage_refresh_ms`, from the runs that ended, as the live scheduler reads reported usage intervals);
-2. give each job with a deadline and a time limit a start plan when first seen (`core.deferral`), and skip it
+2. when a job in that order has a price limit or chooses its model by price, price every node at its site's
+   posted schedule now (`posted_node_prices`, as services/billing/node_prices does) and order the models of
+   the jobs that choose by the cheapest work (`core.placement.preference.prefer_cheapest_work`); then
+   give each job with a deadline and a time limit a start plan when first seen (`core.deferral`), and skip it
    until its planned start, then try its planned site first (`core.backfill.place_preferring`);
 3. place the first `batch` jobs in order; the first that does not fit gets a reservation
    (`core.backfill.head_reservation`, from running jobs' start + time limit) and later jobs start only when
    `Reservation.admits` them, or when their deadline is due.
 A request that failed is not tried again in the pass. Events at one time: completions, then arrivals, then
-the pass; a deferred job's planned start is an event time of its own.
+the pass. A waiting job's planned start, and the moment its deadline becomes due (latest start -
+`DEADLINE_SLACK_MS`), are event times of their own: `computegrid up` passes every few seconds, so it starts
+such a job then, with nothing else changed.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
 from computegrid.core.backfill import (
+    DEADLINE_SLACK_MS,
     NEVER_MS,
     deadline_due,
     expected_end_ms,
@@ -30,6 +36,7 @@ from computegrid.core.backfill import (
     placement_parts,
     whole_release,
 )
+from computegrid.core.billing import PriceError, price_fen_per_du
 from computegrid.core.catalog import Catalog, default_catalog
 from computegrid.core.deferral import PostedTariff, StartPlan, candidate_tariffs, plan_start
 from computegrid.core.jobs import parse_job_spec
@@ -37,9 +44,11 @@ from computegrid.core.jobs.spec import PRIORITY_CLASSES
 from computegrid.core.metering import UsageInterval, meter
 from computegrid.core.placement import Placement, PlacementFailure, PlacementPolicy, PlacementRequest, get_policy
 from computegrid.core.placement.base import RttTable
+from computegrid.core.placement.preference import cheapest_model_prices, chooses_model_by_price, prefer_cheapest_work
 from computegrid.core.pool import NodeAllocation, PoolSnapshot
 from computegrid.core.priority import DEFAULT_WEIGHTS, Weights, decayed_interval
 from computegrid.core.queueing import QUEUE_POLICIES, QueuedJob, Release, Reservation, make_queue
+from computegrid.core.throughput import default_throughputs
 from computegrid.core.units import MILLI_PER_DEVICE
 from computegrid.sim.live_replay import LiveNode, Run, SpecJob, pool_of, request_for
 from computegrid.sim.pools import Site
@@ -77,6 +86,25 @@ class QueueSettings:
     batch: int = 500
     usage_refresh_ms: int = 60_000
     weights: Weights = DEFAULT_WEIGHTS
+    catalog: Catalog = field(default_factory=default_catalog)
+
+
+def posted_node_prices(pool: PoolSnapshot, posted: Mapping[str, PostedTariff], now_ms: int) -> dict[int, int]:
+    """Node id -> fen per du at `now_ms` (epoch ms): the node's site's posted schedule for its first device's model
+    and the site's tier, as services/billing/node_prices prices a node. Nodes without devices, at sites that post
+    nothing, or that the schedule cannot price are left out (unpriced)."""
+    out: dict[int, int] = {}
+    for row, node_id in enumerate(pool.node_ids.tolist()):
+        tariff = posted.get(str(pool.site[row]))
+        if tariff is None or int(pool.dev_count[row]) == 0:
+            continue
+        start, _ = pool.node_devices(row)
+        try:
+            out[node_id] = price_fen_per_du(tariff.schedule, str(pool.dev_model[start]), tariff.tier, now_ms,
+                                            tariff.utc_offset_min)
+        except PriceError:
+            continue
+    return out
 
 
 @dataclass(frozen=True)
@@ -95,6 +123,7 @@ class _QueueReplay:
         if settings.queue_policy not in QUEUE_POLICIES:
             raise KeyError(f"unknown queue policy {settings.queue_policy!r}; known: {', '.join(QUEUE_POLICIES)}")
         self.jobs, self.pool, self.policy, self.s = jobs, pool, policy, settings
+        self.requests = [job.request for job in jobs]  # model preferences move with posted prices
         self.pending: dict[int, None] = {}
         self.running: dict[int, tuple[int, tuple[NodeAllocation, ...]]] = {}  # job -> (start, allocations)
         self.ended: list[tuple[str, int, int, float]] = []  # (tenant, start, end, devices) of finished runs
@@ -108,7 +137,7 @@ class _QueueReplay:
         for j, job in enumerate(self.jobs):
             heapq.heappush(self.events, (job.arrival_ms, 1, j))
         started_at: dict[int, int] = {}
-        woken: set[int] = set()  # deferred jobs whose planned start is an event already (a plan never changes)
+        woken: set[tuple[int, int]] = set()  # (job, time) of wakes already queued (plans and deadlines never change)
         while self.events:
             now = self.events[0][0]
             while self.events and self.events[0][0] == now:
@@ -126,10 +155,12 @@ class _QueueReplay:
                 self.starts.append(QueueStart(j, now, -1, self.running[j][1]))
                 heapq.heappush(self.events, (now + self.jobs[j].duration_ms, 0, j))
             for j in self.pending:
-                plan = self.plans.get(j)
-                if plan is not None and plan.start_ms > now and j not in woken:
-                    woken.add(j)
-                    heapq.heappush(self.events, (plan.start_ms, 2, j))
+                plan, latest = self.plans.get(j), self.jobs[j].latest_start_ms
+                for at in (plan.start_ms if plan is not None else None,
+                           latest - DEADLINE_SLACK_MS if latest is not None else None):
+                    if at is not None and at > now and (j, at) not in woken:
+                        woken.add((j, at))
+                        heapq.heappush(self.events, (at, 2, j))
         return self.starts
 
     def _order(self, now: int) -> list[int]:
@@ -159,14 +190,28 @@ class _QueueReplay:
         queue.advance(now)
         return [q.job_id for q in queue.ordered(len(self.pending))][:s.batch]
 
+    def _price(self, order: list[int], now: int) -> None:
+        """As the live pass: only when a job in `order` has a price limit or chooses its model by price."""
+        pool, requests = self.pool, self.requests
+        if not any(requests[j].max_price_fen_per_du is not None or chooses_model_by_price(requests[j])
+                   for j in order):
+            return
+        pool.price[:] = -1  # the live pool is loaded unpriced each pass
+        pool.set_prices(posted_node_prices(pool, self.s.posted, now))
+        prices = cheapest_model_prices(pool)
+        for j in order:
+            if chooses_model_by_price(requests[j]):
+                requests[j] = prefer_cheapest_work(requests[j], default_throughputs(), prices, self.s.catalog)
+
     def _pass(self, now: int) -> list[int]:
         pool, s = self.pool, self.s
         order = self._order(now)
+        self._price(order, now)
         for j in order:
             job = self.jobs[j]
             if j not in self.plans and job.deadline_ms is not None and job.time_limit_ms is not None:
                 self.plans[j] = plan_start(now, job.deadline_ms, job.time_limit_ms,
-                                           candidate_tariffs(pool, job.request, s.posted, s.rtt))
+                                           candidate_tariffs(pool, self.requests[j], s.posted, s.rtt))
         backfill = QUEUE_POLICIES[s.queue_policy]
         running_ends: list[Release] = sorted(
             (whole_release(pool, Placement(allocations, ""), max(start + limit, now))
@@ -178,7 +223,7 @@ class _QueueReplay:
         head: int | None = None
         out: list[int] = []
         for j in order:
-            job, req = self.jobs[j], self.jobs[j].request
+            job, req = self.jobs[j], self.requests[j]
             plan = self.plans.get(j)
             if plan is not None and now < plan.start_ms:
                 continue
@@ -220,16 +265,17 @@ def replay_queue(jobs: Sequence[QueueJob], pool: PoolSnapshot, policy: Placement
 def replay_specs_queued(jobs: Sequence[SpecJob], nodes: list[LiveNode], *, policy: str,
                         settings: QueueSettings | None = None, tenants: Sequence[str] | None = None,
                         package_priorities: Sequence[int] | None = None, site: Site | None = None,
-                        catalog: Catalog | None = None) -> list[Run]:
-    """`sim.live_replay.replay_specs` with the live queue pass: every start of `jobs` on `nodes` (one site),
-    through `replay_queue`, as `Run`s in start order (then job order), du metered by `core.metering`.
+                        node_sites: Sequence[Site] | None = None, catalog: Catalog | None = None) -> list[Run]:
+    """`sim.live_replay.replay_specs` with the live queue pass: every start of `jobs` on `nodes` (at `site`, or
+    node i at `node_sites[i]`), through `replay_queue`, as `Run`s in start order (then job order), du metered by
+    `core.metering`.
 
     Each spec's `priority`, `time_limit` and `deadline` are read as the live service stores them;
     `tenants[i]` is job i's tenant (default "default"), `package_priorities[i]` its package priority (0).
     """
     catalog = catalog or default_catalog()
     site = site or Site("local", "local", "core", 0.0)
-    sim_pool = pool_of(nodes, catalog, site)
+    sim_pool = pool_of(nodes, catalog, site, node_sites)
     queued = []
     for i, job in enumerate(jobs):
         spec = parse_job_spec(job.spec, catalog)
@@ -239,7 +285,8 @@ def replay_specs_queued(jobs: Sequence[SpecJob], nodes: list[LiveNode], *, polic
             package_priority=package_priorities[i] if package_priorities is not None else 0,
             time_limit_ms=spec.time_limit_s * 1000 if spec.time_limit_s is not None else None,
             deadline_ms=spec.deadline_ms))
-    starts = replay_queue(queued, sim_pool.snapshot, get_policy(policy), settings)
+    starts = replay_queue(queued, sim_pool.snapshot, get_policy(policy), replace(settings or QueueSettings(),
+                                                                                  catalog=catalog))
     runs = []
     for s in sorted(starts, key=lambda s: (s.start_ms, s.job)):
         intervals = [UsageInterval(sim_pool.nodes[a.node_id].model, a.milli_per_device, s.start_ms, s.end_ms)

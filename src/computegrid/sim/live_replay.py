@@ -15,7 +15,7 @@ is metered through `core.metering.meter`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -73,10 +73,15 @@ def request_for(spec: dict[str, Any], catalog: Catalog,
     return prefer_cheapest_work(request, default_throughputs(), prices_fen_per_du or {}, catalog)
 
 
-def pool_of(nodes: list[LiveNode], catalog: Catalog, site: Site) -> SimPool:
-    """A SimPool of `nodes` at one site, node ids 0.. in the given order (the live pool orders by node id)."""
-    infos = [NodeInfo(node_id=i, site=site.name, region=site.region, tier=site.tier, up=True, cpu_milli=n.cpu_milli,
-                      memory_mb=n.memory_mb) for i, n in enumerate(nodes)]
+def pool_of(nodes: list[LiveNode], catalog: Catalog, site: Site,
+            node_sites: Sequence[Site] | None = None) -> SimPool:
+    """A SimPool of `nodes` at `site` (or `node_sites[i]` for node i, when given), node ids 0.. in the given
+    order (the live pool orders by node id, that is by registration)."""
+    at = list(node_sites) if node_sites is not None else [site] * len(nodes)
+    if len(at) != len(nodes):
+        raise ValueError(f"{len(nodes)} nodes but {len(at)} node sites")
+    infos = [NodeInfo(node_id=i, site=s.name, region=s.region, tier=s.tier, up=True, cpu_milli=n.cpu_milli,
+                      memory_mb=n.memory_mb) for i, (n, s) in enumerate(zip(nodes, at, strict=True))]
     devices = [DeviceInfo(node_id=i, index=k, model=catalog.get(m).model,
                           memory_gb=float(catalog.get(m).memory_gb or 0))  # unknown memory: 0 GB, meets no minimum
                for i, n in enumerate(nodes) for k, m in enumerate(n.models)]
@@ -84,8 +89,8 @@ def pool_of(nodes: list[LiveNode], catalog: Catalog, site: Site) -> SimPool:
                            model=catalog.get(n.models[0]).model if n.models else "",
                            device_memory_gb=float(catalog.get(n.models[0]).memory_gb or 0) if n.models else 0.0)
                   for n in nodes]
-    return SimPool(name="live", source="live", snapshot=PoolSnapshot(infos, devices), nodes=pool_nodes, sites=[site],
-                   node_site=[site] * len(nodes), opaque_models=())
+    return SimPool(name="live", source="live", snapshot=PoolSnapshot(infos, devices), nodes=pool_nodes,
+                   sites=list(dict.fromkeys(at)) or [site], node_site=at, opaque_models=())
 
 
 def replay_specs(jobs: list[SpecJob], nodes: list[LiveNode], *, policy: str, typical: bool = False,
