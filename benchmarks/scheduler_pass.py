@@ -5,14 +5,15 @@ Builds a fresh schema (dropped at the end) with `--nodes` nodes of 8 devices (T4
 10 sites, some of the pool busy with running jobs that have time limits, and `--jobs` pending jobs of
 1, 2, 4 or 8 whole devices with time limits from 10 minutes to 8 hours, from 20 tenants of different
 fair shares and a mix of priority classes. Then runs `Scheduler.place_pending()` once with the
-`multifactor` queue (batch = every pending job) and reports the time of each phase and of the pass.
+`multifactor` queue (batch = every pending job), unbounded in time unless `--max-pass-s` is given, and
+reports the time of each phase and of the pass.
 
     .venv/bin/python benchmarks/scheduler_pass.py                       # 100,000 jobs on 10,000 nodes
     .venv/bin/python benchmarks/scheduler_pass.py --jobs 2000 --nodes 200  # a quick run
 
 Phases are timed by wrapping the scheduler's own steps (`load_queue_pass`, `load_pool`, the placement
-policy, `_persist`), so the figures add up to the pass. Output: a table, then one JSON object per line
-({"bench": "scheduler_pass", "metric": ..., "value": ...}).
+policy, `_persist_many`, `_write_reasons`), so the figures add up to the pass. Output: a table, then one
+JSON object per line ({"bench": "scheduler_pass", "metric": ..., "value": ...}).
 """
 
 from __future__ import annotations
@@ -123,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nodes", type=int, default=10_000, help="nodes of 8 devices (default 10,000)")
     parser.add_argument("--busy", type=float, default=0.3, help="share of nodes held by running jobs (0.3)")
     parser.add_argument("--policy", default="first-fit", help="placement policy (default first-fit)")
+    parser.add_argument("--max-pass-s", type=float, default=None,
+                        help="bound the pass as the live scheduler does (Scheduler.max_pass_s); default: unbounded")
     parser.add_argument("--pg-url", default=os.environ.get("COMPUTEGRID_TEST_DATABASE_URL", PG_DEFAULT))
     args = parser.parse_args(argv)
     if args.jobs < 1 or args.nodes < 1 or not 0 <= args.busy < 1:
@@ -141,9 +144,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"setup: {args.nodes:,} nodes, {args.jobs:,} pending jobs in {setup_s:.1f} s", file=sys.stderr)
         phases = Phases()
         sched = Scheduler(db=db, policy=get_policy(args.policy), catalog=default_catalog(), clock=ManualClock(NOW),
-                          batch=args.jobs, rtt_from_db=False, queue_policy="multifactor")
+                          batch=args.jobs, rtt_from_db=False, queue_policy="multifactor", max_pass_s=args.max_pass_s)
         sched.policy.place = phases.wrap("placement", sched.policy.place)  # type: ignore[method-assign]
         sched._persist_many = phases.wrap("commit", sched._persist_many)  # type: ignore[method-assign]
+        sched._write_reasons = phases.wrap("reasons", sched._write_reasons)  # type: ignore[method-assign]
         patched = {(scheduler_module, "load_queue_pass"): "queue order", (scheduler_module, "load_pool"): "pool load",
                    (scheduler_module, "head_reservation"): "reservation", (scheduler_module, "load_pass"): "market",
                    (scheduler_module, "plan_deferrals"): "deferral", (queue_state, "order_pending"): "order (core)"}
@@ -164,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'other':<16}{pass_s - accounted:>10.3f}")
         print(f"{'pass':<16}{pass_s:>10.3f}   placed {result.placed:,}, waiting {result.waiting:,}")
         figures = {"pass_s": round(pass_s, 3), "placed": result.placed, "waiting": result.waiting,
+                   "max_pass_s": args.max_pass_s,
                    "placements_per_s": round(result.placed / pass_s, 1) if pass_s > 0 else None,
                    "jobs": args.jobs, "nodes": args.nodes, "setup_s": round(setup_s, 1),
                    **{f"{name.replace(' ', '_').replace('(', '').replace(')', '')}_s": round(s, 3)

@@ -72,6 +72,22 @@ class DeviceInfo:
 
 
 @dataclass(frozen=True)
+class DeviceColumns:
+    """Devices as columns (the same fields as `DeviceInfo`, one list each): a large pool is built from them
+    without one object per device."""
+
+    node_id: Sequence[int]
+    index: Sequence[int]
+    model: Sequence[str]
+    memory_gb: Sequence[float]
+
+    @classmethod
+    def of(cls, devices: Sequence[DeviceInfo]) -> DeviceColumns:
+        return cls([d.node_id for d in devices], [d.index for d in devices], [d.model for d in devices],
+                   [d.memory_gb for d in devices])
+
+
+@dataclass(frozen=True)
 class NodeAllocation:
     """What one node gives a job: device indices (within the node), milli per device, CPU, memory."""
 
@@ -85,7 +101,7 @@ class NodeAllocation:
 class PoolSnapshot:
     """Nodes and devices of the pool with their free capacity."""
 
-    def __init__(self, nodes: Sequence[NodeInfo], devices: Sequence[DeviceInfo]):
+    def __init__(self, nodes: Sequence[NodeInfo], devices: Sequence[DeviceInfo] | DeviceColumns):
         n = len(nodes)
         self.node_ids: IntArray = np.array([nd.node_id for nd in nodes], dtype=np.int64)
         self.node_row = {nd.node_id: i for i, nd in enumerate(nodes)}
@@ -99,32 +115,40 @@ class PoolSnapshot:
         self.mem_free = self.mem_total.copy()
         # Prices move with time bands and markets: the owner updates them with `set_prices`.
         self.price: IntArray = np.array([nd.price_fen_per_du for nd in nodes], dtype=np.int64)
-        known = [d for d in devices if d.node_id in self.node_row]
-        known.sort(key=lambda d: (self.node_row[d.node_id], d.index))
-        self.dev_node: IntArray = np.array([self.node_row[d.node_id] for d in known], dtype=np.int64)
-        self.dev_index: IntArray = np.array([d.index for d in known], dtype=np.int64)
-        self.dev_model = np.array([d.model for d in known], dtype=object)
-        self.model_code: dict[str, int] = {m: i for i, m in enumerate(sorted({d.model for d in known}))}
-        self.dev_model_code: IntArray = np.array([self.model_code[d.model] for d in known], dtype=np.int64)
-        self.dev_mem_gb = np.array([d.memory_gb for d in known], dtype=np.float64)
-        self.dev_free: IntArray = np.full(len(known), MILLI_PER_DEVICE, dtype=np.int64)
+        # Devices of nodes in the pool, by node row then index (a stable sort: ties keep their given order).
+        cols = devices if isinstance(devices, DeviceColumns) else DeviceColumns.of(devices)
+        row_of = np.fromiter((self.node_row.get(i, -1) for i in cols.node_id), dtype=np.int64,
+                             count=len(cols.node_id))
+        given_index = np.asarray(cols.index, dtype=np.int64).reshape(-1)
+        kept = np.flatnonzero(row_of >= 0)
+        order = kept[np.lexsort((given_index[kept], row_of[kept]))]
+        self.dev_node: IntArray = row_of[order]
+        self.dev_index: IntArray = given_index[order]
+        models: list[str] = [cols.model[k] for k in order.tolist()]
+        self.dev_model = np.array(models, dtype=object)
+        self.model_code: dict[str, int] = {m: i for i, m in enumerate(sorted(set(models)))}
+        self.dev_model_code: IntArray = np.fromiter((self.model_code[m] for m in models), dtype=np.int64,
+                                                    count=len(models))
+        self.dev_mem_gb = np.asarray(cols.memory_gb, dtype=np.float64).reshape(-1)[order]
+        self.dev_free: IntArray = np.full(len(models), MILLI_PER_DEVICE, dtype=np.int64)
         # What each node's engine takes (see core.capabilities); a device of a model it cannot be asked for
         # is never eligible.
         self.takes_shares: BoolArray = np.array([nd.capabilities.shares for nd in nodes], dtype=np.bool_)
         self.takes_images: BoolArray = np.array([nd.capabilities.images for nd in nodes], dtype=np.bool_)
         self.takes_gangs: BoolArray = np.array([nd.capabilities.gangs for nd in nodes], dtype=np.bool_)
         models_of = {nd.node_id: nd.capabilities.models for nd in nodes if nd.capabilities.models is not None}
-        self.dev_engine_ok: BoolArray = np.array([d.node_id not in models_of or d.model in models_of[d.node_id]
-                                                  for d in known], dtype=np.bool_) if models_of \
-            else np.ones(len(known), dtype=np.bool_)
-        self.dev_row = {(int(self.node_ids[r]), int(i)): k
-                        for k, (r, i) in enumerate(zip(self.dev_node, self.dev_index, strict=True))}
+        self.dev_engine_ok: BoolArray = np.array(
+            [node_id not in models_of or model in models_of[node_id]
+             for node_id, model in zip(self.node_ids[self.dev_node].tolist(), models, strict=True)],
+            dtype=np.bool_) if models_of else np.ones(len(models), dtype=np.bool_)
+        self.dev_row = {(node_id, i): k for k, (node_id, i) in
+                        enumerate(zip(self.node_ids[self.dev_node].tolist(), self.dev_index.tolist(), strict=True))}
         # Devices of a node are contiguous rows dev_start[r] .. dev_start[r] + dev_count[r].
         self.dev_count: IntArray = np.bincount(self.dev_node, minlength=n).astype(np.int64)
         self.dev_start: IntArray = np.concatenate(([0], np.cumsum(self.dev_count)[:-1])).astype(np.int64) \
             if n else np.zeros(0, dtype=np.int64)
         # At least one slot: a CPU-only choice is scored in slot 0 even in a pool without devices.
-        width = max(1, int(self.dev_count.max())) if n and len(known) else 1
+        width = max(1, int(self.dev_count.max())) if n and len(models) else 1
         slot = np.arange(width, dtype=np.int64)
         #: device rows per node, padded with -1: shape (nodes, max devices per node)
         self.node_dev_rows: IntArray = np.where(slot[None, :] < self.dev_count[:, None],
@@ -163,28 +187,34 @@ class PoolSnapshot:
         cpu: dict[int, int] = {}
         mem: dict[int, int] = {}
         dev: dict[int, int] = {}
+        parts: list[tuple[NodeAllocation, int, list[int]]] = []
+        node_row, dev_row = self.node_row, self.dev_row
         for alloc in allocations:
-            if alloc.node_id not in self.node_row:
+            row = node_row.get(alloc.node_id)
+            if row is None:
                 raise ValueError(f"node {alloc.node_id} is not in the pool")
             if len(set(alloc.device_indices)) != len(alloc.device_indices):
                 raise ValueError(f"device indices repeat in {alloc}")
-            if any((alloc.node_id, i) not in self.dev_row for i in alloc.device_indices):
+            found = [dev_row.get((alloc.node_id, i)) for i in alloc.device_indices]
+            if None in found:
                 raise ValueError(f"node {alloc.node_id} has no device among {alloc.device_indices}")
             if min(alloc.cpu_milli, alloc.memory_mb, alloc.milli_per_device) < 0:
                 raise ValueError(f"negative amount in {alloc}")
-            row = self.node_row[alloc.node_id]
+            rows = [r for r in found if r is not None]
             cpu[row] = cpu.get(row, 0) + alloc.cpu_milli
             mem[row] = mem.get(row, 0) + alloc.memory_mb
-            for r in self._device_rows(alloc):
+            for r in rows:
                 dev[r] = dev.get(r, 0) + alloc.milli_per_device
-        short = sorted({r for r, need in cpu.items() if self.cpu_free[r] < need}
-                       | {r for r, need in mem.items() if self.mem_free[r] < need}
-                       | {int(self.dev_node[r]) for r, need in dev.items() if self.dev_free[r] < need})
+            parts.append((alloc, row, rows))
+        cpu_free, mem_free, dev_free = self.cpu_free, self.mem_free, self.dev_free
+        short = sorted({r for r, need in cpu.items() if cpu_free[r] < need}
+                       | {r for r, need in mem.items() if mem_free[r] < need}
+                       | {int(self.dev_node[r]) for r, need in dev.items() if dev_free[r] < need})
         if short:
             names = ", ".join(str(int(self.node_ids[r])) for r in short)
             raise ValueError(f"node {names} lacks the capacity asked for by {list(allocations)}")
-        for alloc in allocations:
-            self._apply(alloc, -1)
+        for alloc, row, rows in parts:
+            self._apply_rows(alloc, -1, row, rows)
 
     def release(self, allocations: Sequence[NodeAllocation]) -> None:
         """Give capacity back (never above the node's total)."""
@@ -192,11 +222,15 @@ class PoolSnapshot:
             self._apply(alloc, +1)
 
     def _apply(self, alloc: NodeAllocation, sign: int) -> None:
-        row = self.node_row[alloc.node_id]
+        self._apply_rows(alloc, sign, self.node_row[alloc.node_id], self._device_rows(alloc))
+
+    def _apply_rows(self, alloc: NodeAllocation, sign: int, row: int, device_rows: list[int]) -> None:
+        """`_apply` with the node's row and the allocation's device rows already looked up."""
         self.cpu_free[row] = min(self.cpu_total[row], self.cpu_free[row] + sign * alloc.cpu_milli)
         self.mem_free[row] = min(self.mem_total[row], self.mem_free[row] + sign * alloc.memory_mb)
-        for r in self._device_rows(alloc):
-            self.dev_free[r] = min(MILLI_PER_DEVICE, self.dev_free[r] + sign * alloc.milli_per_device)
+        dev_free = self.dev_free
+        for r in device_rows:
+            dev_free[r] = min(MILLI_PER_DEVICE, dev_free[r] + sign * alloc.milli_per_device)
         shape = shape_of(len(alloc.device_indices), alloc.milli_per_device)
         # sign is the change of free capacity, so an allocation (-1) adds one running allocation
         self.shape_count[row, shape] = max(0, int(self.shape_count[row, shape]) - sign)

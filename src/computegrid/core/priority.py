@@ -24,6 +24,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+import numpy as np
 
 MS_PER_DAY = 86_400_000
 #: Slurm's defaults for PriorityMaxAge (7-0) and PriorityDecayHalfLife (7-0)
@@ -129,15 +132,49 @@ def job_priority(job: PriorityInputs, now_ms: int, fair_share: Mapping[str, floa
             + weights.package * package)
 
 
-def multifactor_order(jobs: Iterable[PriorityInputs], now_ms: int, shares: Mapping[str, int],
-                      usage: Mapping[str, float], weights: Weights = DEFAULT_WEIGHTS) -> list[PriorityInputs]:
+class PriorityJob(Protocol):
+    """What the multi-factor order reads of a job: `PriorityInputs`, or a caller's record with these fields."""
+
+    @property
+    def job_id(self) -> int: ...
+    @property
+    def submitted_ms(self) -> int: ...
+    @property
+    def priority_class(self) -> int: ...
+    @property
+    def package_priority(self) -> int: ...
+    @property
+    def tenant(self) -> str: ...
+
+
+J = TypeVar("J", bound=PriorityJob)
+
+
+def multifactor_order(jobs: Iterable[J], now_ms: int, shares: Mapping[str, int],
+                      usage: Mapping[str, float], weights: Weights = DEFAULT_WEIGHTS) -> list[J]:
     """The jobs, highest priority first; ties by submission time, then job id (deterministic).
 
     `shares`: tenant -> fair-share weight; `usage`: tenant -> decayed usage (device-seconds) at `now_ms`.
     """
     listed = list(jobs)
+    if not listed:
+        return []
     factors = fair_share_factors(shares, usage)
-    max_package = max((j.package_priority for j in listed), default=0)
-    keyed = [(-job_priority(j, now_ms, factors, max_package, weights), j.submitted_ms, j.job_id, j) for j in listed]
-    keyed.sort(key=lambda k: (k[0], k[1], k[2]))
-    return [k[3] for k in keyed]
+    max_package = max(j.package_priority for j in listed)
+    # `job_priority` as vectors, term by term in its order of addition, so every sum is bit for bit the one it
+    # computes: ms below 2^53 convert to float exactly and IEEE division, product and sum are correctly rounded
+    # in both. The terms that take few values (class, tenant, package) are computed once per value.
+    n = len(listed)
+    submitted = np.fromiter((j.submitted_ms for j in listed), dtype=np.int64, count=n)
+    job_ids = np.fromiter((j.job_id for j in listed), dtype=np.int64, count=n)
+    waited = np.minimum(np.maximum(now_ms - submitted, 0), weights.max_age_ms)
+    age = weights.age * (waited / weights.max_age_ms)
+    classes = {c: weights.job_class * class_factor(c) for c in {j.priority_class for j in listed}}
+    tenants = {t: weights.fair_share * factors.get(t, 1.0) for t in {j.tenant for j in listed}}
+    packages = {p: weights.package * (min(max(p, 0), max_package) / max_package if max_package > 0 else 0.0)
+                for p in {j.package_priority for j in listed}}
+    priority = (age + np.fromiter((classes[j.priority_class] for j in listed), dtype=np.float64, count=n)) \
+        + np.fromiter((tenants[j.tenant] for j in listed), dtype=np.float64, count=n)
+    priority = priority + np.fromiter((packages[j.package_priority] for j in listed), dtype=np.float64, count=n)
+    order = np.lexsort((job_ids, submitted, -priority))  # highest first, then earliest, then lowest id
+    return [listed[i] for i in order.tolist()]

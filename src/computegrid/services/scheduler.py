@@ -12,10 +12,11 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy import insert, or_, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -48,6 +49,7 @@ from computegrid.services.market.capacity import place_on
 from computegrid.services.market.common import DEFAULT_NOTICE_MS
 from computegrid.services.market.placement import MarketJob, MarketPass, Target, load_pass, market_job
 from computegrid.services.market.rounds import run_round
+from computegrid.services.placement_writes import write_placements
 from computegrid.services.pool_state import load_pool
 from computegrid.services.queue_state import (
     QueueCache,
@@ -134,6 +136,11 @@ class Scheduler:
     _queue_cache: QueueCache = field(default_factory=QueueCache)
     _head_reserved: bool = False  # the last full pass left a blocked head with a reservation
     commit_batch: int = 500  # on-demand placements committed per transaction
+    # A pass stops trying jobs after this many seconds (wall time, as Slurm's bf_max_time bounds a backfill
+    # cycle); the jobs it did not reach wait for the next full pass, in queue order. None: no bound.
+    max_pass_s: float | None = 5.0
+    pass_timer: Callable[[], float] = time.monotonic  # the wall clock `max_pass_s` is measured on
+    _cut_short: bool = False  # a pass was cut at `max_pass_s`, and no full pass has run whole since
 
     def __post_init__(self) -> None:
         check_queue_policy(self.queue_policy)
@@ -151,11 +158,14 @@ class Scheduler:
         With `only_new`, only jobs submitted since the last pass are tried: when no capacity
         was freed, a job that did not fit then cannot fit now; and while a head holds a reservation such a
         pass does nothing (new jobs wait for the next full pass, so none jumps the head).
+        After `max_pass_s` seconds the pass stops trying jobs: those it did not reach count as waiting, keep
+        their reasons, and are tried by the next full pass (quick passes do nothing until then).
         """
         result = TickResult()
         now = self.clock.now_ms()
-        if only_new and self._head_reserved:
-            return result
+        if only_new and (self._head_reserved or self._cut_short):
+            return result  # new jobs wait for the full pass: none jumps a head or jobs a cut pass did not reach
+        stop_at = None if self.max_pass_s is None else self.pass_timer() + self.max_pass_s
         with self.db.reading() as session:
             self.refresh_rtt(session, full=not only_new)
             queue = load_queue_pass(session, policy=self.queue_policy, cache=self._queue_cache, now_ms=now,
@@ -165,6 +175,7 @@ class Scheduler:
             if not pending_ids:
                 self._head_reserved = self._head_reserved and only_new
                 if not only_new:
+                    self._cut_short = False
                     self._requests.clear()
                     self._reasons.clear()
                     self._market.clear()
@@ -175,9 +186,13 @@ class Scheduler:
                 specs = {i: queue.specs[i] for i in missing if i in queue.specs}
                 specs.update(load_specs(session, [i for i in missing if i not in specs]))
                 parsed: dict[str, tuple[PlacementRequest | str, MarketJob | None]] = {}  # job arrays repeat specs
+                interned: dict[PlacementRequest, PlacementRequest] = {}
                 for job_id, spec in specs.items():
                     if spec not in parsed:
-                        parsed[spec] = self._parse(spec)
+                        request, mjob = self._parse(spec)
+                        if isinstance(request, PlacementRequest):  # equal requests share one object: cheap lookups
+                            request = interned.setdefault(request, request)
+                        parsed[spec] = request, mjob
                     self._requests[job_id], self._market[job_id] = parsed[spec]
             if any(isinstance(r, PlacementRequest) and (r.max_price_fen_per_du is not None or chooses_model_by_price(r))
                    for i in pending_ids if (r := self._requests.get(i)) is not None):
@@ -202,7 +217,15 @@ class Scheduler:
         unsaved: list[tuple[int, Placement, str, Target | None]] = []  # placements not yet committed
         # A request that failed fails again later in the pass (capacity only shrinks within it): not retried.
         failed: dict[PlacementRequest, PlacementFailure] = {}
-        for job_id in pending_ids:
+        cut = False
+        said: dict[int, tuple[object, str]] = {}  # by the outcome's identity (kept alive here): its waiting text
+        for tried, job_id in enumerate(pending_ids):
+            if stop_at is not None and self.pass_timer() > stop_at:
+                cut = True  # the rest keep their reasons and wait for the next pass
+                result.waiting += len(pending_ids) - tried
+                log.info("scheduler pass stopped after %s s (max_pass_s): %d of %d jobs not tried",
+                         self.max_pass_s, len(pending_ids) - tried, len(pending_ids))
+                break
             req = self._requests[job_id]
             plan = self._queue_cache.plans.get(job_id)
             if plan is not None and now < plan.start_ms:
@@ -270,7 +293,10 @@ class Scheduler:
                 continue
             self._rewithhold(market, decision, placed=False)
             result.waiting += 1
-            reason = f"waiting: {outcome}"
+            shown = said.get(id(outcome))
+            if shown is None:
+                shown = said[id(outcome)] = (outcome, f"waiting: {outcome}")
+            reason = shown[1]
             if decision is not None:
                 reason = f"waiting: its {decision.price_kind} devices at {decision.site} are not free yet: {outcome}"
             elif queue.backfill and head is None and not only_new and isinstance(req, PlacementRequest):
@@ -285,25 +311,33 @@ class Scheduler:
             result.placed += self._commit(pool, unsaved, started)
         if not only_new:
             self._head_reserved = reservation is not None
+        if cut or not only_new:
+            self._cut_short = cut
         if reasons:
-            # One UPDATE per distinct reason (many waiting jobs share one), not one ORM load per job.
-            by_reason: dict[str, list[int]] = {}
-            for job_id, reason in reasons.items():
-                by_reason.setdefault(reason, []).append(job_id)
-            with self.db.transaction() as session:
-                jobs = Job.__table__
-                conn = session.connection()
-                for reason, ids in by_reason.items():
-                    for condition in id_in(session, jobs.c.id, ids):
-                        conn.execute(update(jobs)  # type: ignore[arg-type]
-                                     .where(condition, jobs.c.state == JobState.PENDING.value)
-                                     .values(state_reason=reason))
-                if deferred:
-                    session.execute(insert(JobEvent), [
-                        {"job_id": job_id, "at_ms": now, "from_state": JobState.PENDING.value,
-                         "to_state": JobState.PENDING.value, "reason": reasons[job_id]} for job_id in deferred])
-            self._reasons.update(reasons)
+            self._write_reasons(reasons, deferred, now)
         return result
+
+    def _write_reasons(self, reasons: dict[int, str], deferred: list[int], now: int) -> None:
+        """Tell waiting jobs why they wait (and deferred ones in an event too), in one transaction."""
+        # One UPDATE per distinct reason (many waiting jobs share one), not one ORM load per job.
+        by_reason: dict[str, list[int]] = {}
+        for job_id, reason in reasons.items():
+            by_reason.setdefault(reason, []).append(job_id)
+        with self.db.transaction() as session:
+            jobs = Job.__table__
+            conn = session.connection()
+            for reason, ids in by_reason.items():
+                for condition in id_in(session, jobs.c.id, ids):
+                    # A row that already says so (a restarted scheduler's first pass) is not written again.
+                    conn.execute(update(jobs)  # type: ignore[arg-type]
+                                 .where(condition, jobs.c.state == JobState.PENDING.value,
+                                        jobs.c.state_reason != reason)
+                                 .values(state_reason=reason))
+            if deferred:
+                session.execute(insert(JobEvent), [
+                    {"job_id": job_id, "at_ms": now, "from_state": JobState.PENDING.value,
+                     "to_state": JobState.PENDING.value, "reason": reasons[job_id]} for job_id in deferred])
+        self._reasons.update(reasons)
 
     def _parse(self, spec_json: str) -> tuple[PlacementRequest | str, MarketJob | None]:
         try:
@@ -378,16 +412,16 @@ class Scheduler:
         rows `_persist_one` writes, without loading ORM objects."""
         now = self.clock.now_ms()
         transition(JobState.PENDING, JobState.PLACED)  # the declared transition these rows make
-        jobs, allocs, events = Job.__table__, JobAllocation.__table__, JobEvent.__table__
+        jobs = Job.__table__
         with self.db.transaction() as session:
             conn = session.connection()
             ids = sorted({job_id for job_id, *_ in items})
             attempt = {i: a for i, a, state in conn.execute(
-                select(jobs.c.id, jobs.c.attempt, jobs.c.state).where(jobs.c.id.in_(ids)).order_by(jobs.c.id)
-                .with_for_update()) if state == JobState.PENDING.value}
+                select(jobs.c.id, jobs.c.attempt, jobs.c.state).where(or_(*id_in(session, jobs.c.id, ids)))
+                .order_by(jobs.c.id).with_for_update()) if state == JobState.PENDING.value}
             node_ids = sorted({a.node_id for _, placement, _, _ in items for a in placement.allocations})
             nodes = {i: (site, name) for i, site, name in conn.execute(
-                select(Node.id, Node.site_id, Node.name).where(Node.id.in_(node_ids)))}
+                select(Node.id, Node.site_id, Node.name).where(or_(*id_in(session, Node.id, node_ids))))}
             saved, job_rows, alloc_rows, event_rows = [], [], [], []
             for job_id, placement, site_name, _ in items:
                 if job_id not in attempt:
@@ -407,13 +441,8 @@ class Scheduler:
                 event_rows.append({"job_id": job_id, "at_ms": now, "from_state": JobState.PENDING.value,
                                    "to_state": JobState.PLACED.value, "reason": reason})
                 saved.append(True)
-            if job_rows:
-                conn.execute(update(jobs).where(jobs.c.id == bindparam("job_id")).values(  # type: ignore[arg-type]
-                    attempt=bindparam("attempt"), site_id=bindparam("site_id"), placed_ms=now, updated_ms=now,
-                    state=JobState.PLACED.value, state_reason=bindparam("reason"), price_kind="on-demand",
-                    price_fen_per_du=None), job_rows)
-                conn.execute(insert(allocs), alloc_rows)  # type: ignore[arg-type]
-                conn.execute(insert(events), event_rows)  # type: ignore[arg-type]
+            write_placements(conn, now_ms=now, state=JobState.PLACED.value, price_kind="on-demand",
+                             job_rows=job_rows, alloc_rows=alloc_rows, event_rows=event_rows)
         return saved
 
     @staticmethod

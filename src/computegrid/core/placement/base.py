@@ -238,20 +238,29 @@ def _price_name(limit: int) -> str:
     return f"price (want <= {limit} fen/du)"
 
 
-def _devices_fit(pool: PoolSnapshot, req: PlacementRequest, candidates: BoolArray) -> BoolArray:
-    """Per node: enough devices of an accepted kind can take the share now (exact on `candidates`)."""
+#: every node (the default `part` of `feasible_mask`)
+WHOLE_POOL = slice(None)
+NodePart = slice | IntArray  # some node rows: a slice of the pool, or an array of rows
+
+
+def _devices_fit(pool: PoolSnapshot, req: PlacementRequest, candidates: BoolArray,
+                 part: NodePart = WHOLE_POOL) -> BoolArray:
+    """Per node of `part`: enough devices of an accepted kind can take the share now (exact on `candidates`,
+    a mask over the same nodes)."""
     dev_ok, counts, all_ok = device_eligibility(pool, req)
     need = req.devices_per_node
     want = MILLI_PER_DEVICE if req.milli_per_node >= MILLI_PER_DEVICE else req.milli_per_device
     if req.milli_per_node >= MILLI_PER_DEVICE:
-        fits = all_ok & (pool.free_whole >= need)
+        fits = all_ok[part] & (pool.free_whole[part] >= need)
     else:
-        fits = all_ok & (pool.max_free >= want)
-    partial = np.flatnonzero(candidates & ~all_ok & (counts >= need))
-    for row in partial.tolist():  # nodes with devices of several kinds: count device by device
-        start, stop = pool.node_devices(row)
-        free = pool.dev_free[start:stop][dev_ok[start:stop]]
-        fits[row] = int(np.count_nonzero(free >= want)) >= need
+        fits = all_ok[part] & (pool.max_free[part] >= want)
+    partial = np.flatnonzero(candidates & ~all_ok[part] & (counts[part] >= need))
+    if len(partial):
+        rows = np.arange(pool.node_count, dtype=np.int64)[part]
+        for at in partial.tolist():  # nodes with devices of several kinds: count device by device
+            start, stop = pool.node_devices(int(rows[at]))
+            free = pool.dev_free[start:stop][dev_ok[start:stop]]
+            fits[at] = int(np.count_nonzero(free >= want)) >= need
     return fits
 
 
@@ -289,26 +298,28 @@ def static_mask(pool: PoolSnapshot, req: PlacementRequest, rtt: RttTable | None 
     return mask
 
 
-def feasible_mask(pool: PoolSnapshot, req: PlacementRequest, rtt: RttTable | None = None) -> BoolArray:
+def feasible_mask(pool: PoolSnapshot, req: PlacementRequest, rtt: RttTable | None = None,
+                  part: NodePart = WHOLE_POOL) -> BoolArray:
     """Nodes that could take one member of the gang now (the fast path of `feasible_nodes`, no counts).
 
     Uses the pool's cached static masks and per-node aggregates, so its cost is a few vector
-    operations over the nodes whatever the number of devices.
+    operations over the nodes whatever the number of devices. With `part` (a slice of node rows, or an
+    array of them), the mask of those nodes only, in that order.
     """
-    mask = pool.up & (pool.cpu_free >= req.cpu_milli) & (pool.mem_free >= req.memory_mb)
+    mask = pool.up[part] & (pool.cpu_free[part] >= req.cpu_milli) & (pool.mem_free[part] >= req.memory_mb)
     if req.tier is not None:
-        mask &= _tier_mask(pool, req.tier)
+        mask &= _tier_mask(pool, req.tier)[part]
     engine = engine_mask(pool, req)
     if engine is not None:
-        mask &= engine
+        mask &= engine[part]
     if req.within is not None:
-        mask &= _within_mask(pool, req.within)
+        mask &= _within_mask(pool, req.within)[part]
     if req.user_region is not None and req.max_rtt_ms is not None:
-        mask &= _latency_mask(pool, rtt if rtt is not None else _EMPTY_RTT, req.user_region, req.max_rtt_ms)
+        mask &= _latency_mask(pool, rtt if rtt is not None else _EMPTY_RTT, req.user_region, req.max_rtt_ms)[part]
     if req.max_price_fen_per_du is not None:
-        mask &= _price_mask(pool, req.max_price_fen_per_du)
+        mask &= _price_mask(pool, req.max_price_fen_per_du)[part]
     if req.milli_per_node:
-        mask &= _devices_fit(pool, req, mask)
+        mask &= _devices_fit(pool, req, mask, part)
     return mask
 
 
