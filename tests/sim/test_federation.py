@@ -122,6 +122,46 @@ def test_on_demand_preempts_spot_which_resumes_with_its_progress() -> None:
     assert 80 <= spot_cost <= 150
 
 
+def test_deadline_jobs_wait_for_the_live_start_plan_and_try_its_site_first() -> None:
+    # One A10 in Beijing (53.1 fen/kWh) and one in Guizhou (35): Guizhou posts less in every band. Local time =
+    # sim time (UTC+8). Without a plan, best-fit puts a lone job on Beijing's node (the control below).
+    config = WorldConfig(name="grid", policy="best-fit", cross_site=True, time_shift=True)
+    jobs: list[dict[str, object]] = [
+        # 2 h, must start by 24:00: cheapest is 22:00-24:00 off-peak at Guizhou
+        {"arrival": 10 * HOUR, "duration": 2 * HOUR, "region": "beijing", "kind": DEADLINE, "deadline": 24 * HOUR},
+        # 4 h, must start by 20:00: starting at its deadline puts 2 h in off-peak; the old rule never deferred it
+        {"arrival": 10 * HOUR, "duration": 4 * HOUR, "region": "beijing", "kind": DEADLINE, "deadline": 20 * HOUR},
+        # arrives off-peak: starting now is already cheapest
+        {"arrival": 23 * HOUR, "duration": HOUR, "region": "beijing", "kind": DEADLINE, "deadline": 31 * HOUR},
+    ]
+    pool = two_site_pool(regions=("beijing", "guizhou"))
+    demand = hand_demand(pool, jobs, window_ms=(0, 30 * HOUR))
+    world = World(demand, pool, config, seed=1, pricing=site_prices(pool), rtt=default_rtt(), utc_offset_min=OFFSETS,
+                  catalog=default_catalog())
+    plans = [world.start_plan(j, demand.arrival_ms[j]) for j in range(3)]
+    assert all(p is not None and p.site == "core-guizhou" for p in plans)
+    world.run()
+    # job 1 starts at 20:00 (its deadline) at Guizhou; job 0's planned site is then busy, so it starts at
+    # 22:00 anywhere (Beijing); job 2 waits for a free device (24:00), well before its deadline
+    assert world.first_start == [22 * HOUR, 20 * HOUR, 24 * HOUR]
+    assert world.deferred == 2
+    runs = {j: world.pairs.site[p] for j, p in zip(world.seg_job, world.seg_pair, strict=True)}
+    assert runs == {0: "core-beijing", 1: "core-guizhou", 2: "core-guizhou"}
+    assert world_metrics(world).unmet_demand_pct == 0
+
+    alone = hand_demand(pool, jobs[:1], window_ms=(0, 30 * HOUR))
+    world = World(alone, two_site_pool(regions=("beijing", "guizhou")), config, seed=1, pricing=site_prices(pool),
+                  rtt=default_rtt(), utc_offset_min=OFFSETS, catalog=default_catalog())
+    world.run()
+    assert world.first_start == [22 * HOUR] and [world.pairs.site[p] for p in world.seg_pair] == ["core-guizhou"]
+    control = hand_demand(pool, [{"arrival": 22 * HOUR, "duration": 2 * HOUR, "region": "beijing"}],
+                          window_ms=(0, 30 * HOUR))
+    world = World(control, two_site_pool(regions=("beijing", "guizhou")), config, seed=1, pricing=site_prices(pool),
+                  rtt=default_rtt(), utc_offset_min=OFFSETS, catalog=default_catalog())
+    world.run()
+    assert [world.pairs.site[p] for p in world.seg_pair] == ["core-beijing"]
+
+
 @pytest.fixture(scope="module")
 def federation() -> object:
     return run_federation(synthetic_trace(), small_pool(), seed=3, params=DemandParams(target_load=0.7),

@@ -6,9 +6,10 @@
 - **computegrid**: one grid. Cross-site placement with the `default` placement policy, tier routing
   (inference to core sites within its RTT, training to the hubs first, see `routes`), model preference by
   steps per fen, the interruptible market for spot jobs (`spot_market`, `core.market.run_spot_round`, with
-  on-demand work preempting spot work), and time-shifting: a deadline-tolerant job that arrives outside the
-  off-peak band (22:00-08:00 local) waits for it when the band starts at least
-  `WorldConfig.shift_margin_ms` (2 h) before its deadline.
+  on-demand work preempting spot work), and time-shifting by the live scheduler's rule: a deadline-tolerant
+  job waits for the (site, start) where its run costs least on the posted prices (`core.deferral.plan_start`,
+  its trace duration as its time limit, starting by its deadline), then is tried at that site first (see
+  `world`).
 
 Both worlds get the same pool (each its own copy, everything free), the same demand (`demand`), the same
 prices and the same seed. Deterministic per seed.

@@ -37,8 +37,6 @@ PEAK_MARKUP = Fraction(3)
 OFF_PEAK_MARKUP = Fraction(2)
 FLOOR_MARKUP = Fraction(5, 4)
 OFF_PEAK = TimeBand.of("off-peak", "22:00", "08:00")
-#: a schedule with only the bands, for reading which band a moment is in
-BAND_SCHEDULE = PriceSchedule(provider="bands", base_fen_per_du=1, bands=(OFF_PEAK,))
 
 
 def tdp_w(model: str, catalog: Catalog) -> int | Fraction:

@@ -1,8 +1,9 @@
 """One world of the federation simulator: the demand's jobs on one pool, through the event engine and core.
 
 Events (see `engine`): an ARRIVAL per job (each schedules the next) and per deferred job a second ARRIVAL
-when it is released; a COMPLETE when a run's known duration has passed; a TICK per spot round (market
-worlds only). After all events of a millisecond the scheduler makes one pass (`_settle`).
+when it is released (at its start plan's time, see "Deadlines" below); a COMPLETE when a run's known
+duration has passed; a TICK per spot round (market worlds only). After all events of a millisecond the
+scheduler makes one pass (`_settle`).
 
 **The scheduler's pass is the live scheduler's** (`services.scheduler.Scheduler.place_pending`): waiting
 on-demand jobs are tried first come first tried, in arrival order, and each starts if its placement policy
@@ -21,6 +22,19 @@ docs/market.md). Spot jobs run only where a spot round (`spot_market`) put them.
 no preemption notice: a preempted job checkpoints at that moment, keeps its progress, and waits for a
 later round.
 
+Deadlines (worlds with `time_shift`): the live scheduler's rule (`services.scheduler`, `core.deferral`). A
+deadline-tolerant job gets a start plan when it arrives: `core.deferral.plan_start` over the sites its
+route could ever use (`core.deferral.candidate_tariffs` for each of its steps' requests, merged by site),
+each with its posted schedule (`pricing.site_prices`), tier, UTC offset (its region's) and the rated models
+of the job's eligible nodes there (opaque models have no posted price and are left out). The live service
+takes the spec's `time_limit` as the run time and `deadline` as the time the run must end by; a sim job
+has neither, so its time limit is its trace duration and, since the demand's deadline is the time it
+must *start* by, the deadline given to the plan is that start deadline + the time limit (the plan's
+latest start is then the demand's deadline). When the plan starts later than now, the job waits and is
+queued at the plan's start; either way, while it waits in the queue it is tried at the plan's site first
+and, only if no step fits there, anywhere (`core.backfill.place_at_site`, as the live scheduler's
+`place_preferring`).
+
 Durations: an inference service holds its devices for its trace duration; a training job's run lasts
 its remaining work x the duration factor of its slowest member's model (`speed.SpeedModel.factor`).
 Every run leaves segments (job, start, end, (site, model) pair, devices, spot) for the metrics.
@@ -32,19 +46,21 @@ import heapq
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from computegrid.core.billing.prices import band_at, next_band_change_ms
+from computegrid.core.backfill import place_at_site
+from computegrid.core.billing.prices import MS_PER_DAY, next_band_change_ms
 from computegrid.core.catalog import Catalog
+from computegrid.core.deferral import PostedTariff, SiteTariff, StartPlan, candidate_tariffs, plan_start, window_cost
 from computegrid.core.placement import Placement, PlacementPolicy, PlacementRequest
 from computegrid.core.placement.base import RttTable, rtt_between
 from computegrid.core.pool import NodeAllocation
 from computegrid.sim.capacity import PairIndex, Tracker
-from computegrid.sim.demand import DEADLINE, INFERENCE, MS_PER_HOUR, SIM_EPOCH_MS, SPOT, Demand
+from computegrid.sim.demand import DEADLINE, INFERENCE, SIM_EPOCH_MS, SPOT, Demand
 from computegrid.sim.engine import EventEngine, EventKind
 from computegrid.sim.pools import SimPool, build_pool
-from computegrid.sim.pricing import BAND_SCHEDULE, OFF_PEAK, Pricing
+from computegrid.sim.pricing import Pricing
 from computegrid.sim.replay import make_policy
 from computegrid.sim.routes import Route, Router, Step
 
@@ -63,7 +79,6 @@ class WorldConfig:
     model_preference: bool = False
     spot_tick_ms: int = 5 * 60_000
     max_bids: int = 1000
-    shift_margin_ms: int = 2 * MS_PER_HOUR
 
 
 @dataclass(frozen=True)
@@ -137,6 +152,14 @@ class World:
         self.latency_violations = 0
         self.preemptions = 0
         self.deferred = 0
+        #: the site of each deadline-tolerant job's start plan (tried first when the job is placed)
+        self.planned_site: dict[int, str] = {}
+        self.posted = {name: PostedTariff(p.site.tier, p.schedule, utc_offset_min[p.site.region])
+                       for name, p in pricing.sites.items()}
+        self.priced_models = {name: frozenset(catalog.get(m).model for m in p.peak)
+                              for name, p in pricing.sites.items()}
+        self._tariffs: dict[PlacementRequest, list[SiteTariff]] = {}
+        self._route_tariffs: dict[tuple[Any, ...], list[SiteTariff]] = {}
         self.spot_rounds = 0
         self.spot_unplaced = 0
         self.arrived = 0
@@ -218,22 +241,49 @@ class World:
             self.spot_waiting[job] = None
             return
         if kind == DEADLINE and self.config.time_shift:
-            release = self.trough_start(now, demand.region[job])
-            if now < release <= demand.deadline_ms[job] - self.config.shift_margin_ms:
-                self.deferred += 1
-                self.engine.schedule(release, EventKind.ARRIVAL, ("release", job))
-                return
+            plan = self.start_plan(job, now)
+            if plan is not None:
+                self.planned_site[job] = plan.site
+                if plan.defers(SIM_EPOCH_MS + now):
+                    self.deferred += 1
+                    self.engine.schedule(plan.start_ms - SIM_EPOCH_MS, EventKind.ARRIVAL, ("release", job))
+                    return
         self._enqueue(job)
 
-    def trough_start(self, now: int, region: str) -> int:
-        """The start of the off-peak band (22:00-08:00 local in `region`) at or after `now` (sim ms)."""
-        schedule = BAND_SCHEDULE
-        offset = self.offsets[region]
-        if band_at(schedule, SIM_EPOCH_MS + now, offset) == OFF_PEAK.name:
-            return now
-        change = next_band_change_ms(schedule, SIM_EPOCH_MS + now, offset)
-        assert change is not None
-        return change - SIM_EPOCH_MS
+    def start_plan(self, job: int, now: int) -> StartPlan | None:
+        """The live scheduler's start plan for deadline-tolerant `job` at `now` (sim ms): `core.deferral.plan_start`
+        with time limit = the trace duration and deadline = the demand's start deadline + that time limit
+        (epoch ms in the plan); None when no site its route could use has a posted price."""
+        route = self.router.route(self.demand, job)
+        run_ms = max(1, self.demand.trace_duration_ms[job])
+        deadline = SIM_EPOCH_MS + self.demand.deadline_ms[job] + run_ms
+        tariffs = self._route_tariffs.get(route.key)
+        if tariffs is None:
+            tariffs = self._route_tariffs[route.key] = not_undercut(self.route_tariffs(route))
+        return plan_start(SIM_EPOCH_MS + now, deadline, run_ms, tariffs)
+
+    def route_tariffs(self, route: Route) -> list[SiteTariff]:
+        """The priced sites `route`'s steps could ever use (`core.deferral.candidate_tariffs` per step, merged
+        by site, rated models only), by site name."""
+        merged: dict[str, SiteTariff] = {}
+        for step in route.steps:
+            for tariff in self._step_tariffs(step.request):
+                seen = merged.get(tariff.site)
+                models = tariff.models if seen is None else tuple(sorted({*seen.models, *tariff.models}))
+                merged[tariff.site] = replace(tariff, models=models)
+        return [merged[site] for site in sorted(merged)]
+
+    def _step_tariffs(self, request: PlacementRequest) -> list[SiteTariff]:
+        key = replace(request, workload=None, model_preference=())  # neither changes which nodes qualify
+        hit = self._tariffs.get(key)
+        if hit is None:
+            hit = []
+            for tariff in candidate_tariffs(self.pool.snapshot, key, self.posted, self.rtt):
+                models = tuple(m for m in tariff.models if m in self.priced_models[tariff.site])
+                if models:
+                    hit.append(replace(tariff, models=models))
+            self._tariffs[key] = hit
+        return hit
 
     def _enqueue(self, job: int) -> None:
         route = self.router.route(self.demand, job)
@@ -275,23 +325,43 @@ class World:
         outcome = policy.place(tracker.snap, step.request, self.rtt)
         return outcome if isinstance(outcome, Placement) else None
 
-    def _try_start(self, job: int, steps: tuple[Step, ...], now: int) -> bool:
+    def place_at(self, tracker: Tracker, policy: PlacementPolicy, step: Step, site: str) -> Placement | None:
+        """The policy's placement of `step` on `site`'s nodes only, or None (checked cheaply first)."""
+        if step.precheck and not tracker.could_fit([p for p in step.pairs if self.pairs.site[p] == site], step.per,
+                                                   step.members):
+            return None
+        outcome = place_at_site(policy, tracker.snap, step.request, site, self.rtt)
+        return outcome if isinstance(outcome, Placement) else None
+
+    def _place(self, job: int, tracker: Tracker, policy: PlacementPolicy, steps: tuple[Step, ...]) -> Placement | None:
+        """The first step that fits: at the job's planned site first (if it has one), then anywhere."""
+        site = self.planned_site.get(job)
+        if site is not None:
+            for step in steps:
+                placement = self.place_at(tracker, policy, step, site)
+                if placement is not None:
+                    return placement
         for step in steps:
-            placement = self.place_on(self.live, self.policy, step)
+            placement = self.place_on(tracker, policy, step)
             if placement is not None:
-                self.start(job, placement, now, spot=False)
-                return True
+                return placement
+        return None
+
+    def _try_start(self, job: int, steps: tuple[Step, ...], now: int) -> bool:
+        placement = self._place(job, self.live, self.policy, steps)
+        if placement is not None:
+            self.start(job, placement, now, spot=False)
+            return True
         if self.firm is None or self.firm_policy is None:
             return False
-        for step in steps:
-            placement = self.place_on(self.firm, self.firm_policy, step)
-            if placement is not None:
-                victims = sorted({self.owner[(a.node_id, i)] for a in placement.allocations
-                                  for i in a.device_indices if (a.node_id, i) in self.owner})
-                for victim in victims:
-                    self.stop(victim, now, preempted=True)
-                self.start(job, placement, now, spot=False)
-                return True
+        placement = self._place(job, self.firm, self.firm_policy, steps)
+        if placement is not None:
+            victims = sorted({self.owner[(a.node_id, i)] for a in placement.allocations
+                              for i in a.device_indices if (a.node_id, i) in self.owner})
+            for victim in victims:
+                self.stop(victim, now, preempted=True)
+            self.start(job, placement, now, spot=False)
+            return True
         return False
 
     # ------------------------------------------------------------------ starting and stopping runs
@@ -355,6 +425,24 @@ class World:
                 self.spot_waiting[job] = None
         else:
             self.remaining[job] = 0.0
+
+
+def not_undercut(tariffs: list[SiteTariff]) -> list[SiteTariff]:
+    """`tariffs` less each one that another undercuts at every moment: same bands and UTC offset, and a
+    strictly lower price (cheapest model) in every part of the day. `plan_start` can never pick such a site
+    (its every window costs more than the same window at the other), so leaving it out changes no plan;
+    it only saves time (a plan per deadline-tolerant job, over every site)."""
+    prices: list[tuple[Any, list[int]]] = []
+    for tariff in tariffs:
+        moments = [SIM_EPOCH_MS]
+        while (edge := next_band_change_ms(tariff.schedule, moments[-1], tariff.utc_offset_min)) is not None \
+                and edge < SIM_EPOCH_MS + MS_PER_DAY:
+            moments.append(edge)
+        group = (tariff.schedule.bands, tariff.utc_offset_min)
+        prices.append((group, [window_cost(tariff, m, 1) for m in moments]))
+    return [t for t, (group, mine) in zip(tariffs, prices, strict=True)
+            if not any(other_group == group and all(o < m for o, m in zip(other, mine, strict=True))
+                       for other_group, other in prices)]
 
 
 def _median(values: list[int]) -> int:
