@@ -30,6 +30,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, insert, text
 
+from computegrid.core import scheduling_pass
 from computegrid.core.catalog import default_catalog
 from computegrid.core.placement import get_policy
 from computegrid.services import queue_state
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         sched._persist_many = phases.wrap("commit", sched._persist_many)  # type: ignore[method-assign]
         sched._write_reasons = phases.wrap("reasons", sched._write_reasons)  # type: ignore[method-assign]
         patched = {(scheduler_module, "load_queue_pass"): "queue order", (scheduler_module, "load_pool"): "pool load",
-                   (scheduler_module, "head_reservation"): "reservation", (scheduler_module, "load_pass"): "market",
+                   (scheduling_pass, "head_reservation"): "reservation", (scheduler_module, "load_pass"): "market",
                    (scheduler_module, "plan_deferrals"): "deferral", (queue_state, "order_pending"): "order (core)"}
         saved = {key: getattr(*key) for key in patched}
         for (module, name), phase in patched.items():

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import BigInteger, ColumnElement, String, any_, bindparam, cast, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -38,7 +38,6 @@ from computegrid.services.placement_writes import array_literal
 from computegrid.store.models import Job, JobAllocation, Site, Tenant, UsageRecord
 
 CHUNK = 10_000  # ids per IN (...) list (SQLite bounds the number of parameters)
-SHOWN_OFFSET = timezone(timedelta(hours=8), "UTC+8")  # reasons show China Standard Time, as bills do
 
 
 def default_queue_policy() -> str:
@@ -239,18 +238,6 @@ def load_posted(session: Session) -> dict[str, PostedTariff]:
         if prices is not None:
             posted[name] = PostedTariff(tier, prices.schedule, prices.utc_offset_min)
     return posted
-
-
-def shown_time(ms: int) -> str:
-    """`ms` as 'YYYY-MM-DD HH:MM UTC+8'."""
-    return datetime.fromtimestamp(ms / 1000, SHOWN_OFFSET).strftime("%Y-%m-%d %H:%M UTC+8")
-
-
-def deferral_reason(plan: StartPlan) -> str:
-    """Why a job waits: e.g. 'deferred to 2026-12-30 23:00 UTC+8 (off-peak) at s2; must start by ...'."""
-    band = f" ({plan.band})" if plan.band else ""
-    return (f"deferred to {shown_time(plan.start_ms)}{band} at {plan.site}, where the run costs least; "
-            f"must start by {shown_time(plan.latest_start_ms)} to meet its deadline")
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """The scheduler: place pending jobs on the pool snapshot, and declare silent nodes' jobs lost.
 
-Placement itself is core's policy; this service loads state, calls it, and persists
-on-demand assignments in batches (`commit_batch` per transaction, each job locked and checked still
+A pass's decisions are core's (`core.scheduling_pass.decide_pass`, the loop the simulator runs too); this
+service loads its inputs, adds the market path and the time bound, and persists on-demand assignments in
+batches as they are decided (`commit_batch` per transaction, each job locked and checked still
 pending), market ones each in its own transaction. On PostgreSQL one scheduler holds an
 advisory lock, so a second one waits instead of double-placing.
 """
@@ -20,18 +21,9 @@ from sqlalchemy import insert, or_, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from computegrid.core.backfill import (
-    NEVER_MS,
-    deadline_due,
-    expected_end_ms,
-    head_reservation,
-    place_preferring,
-    placement_parts,
-    whole_release,
-)
 from computegrid.core.catalog import Catalog
 from computegrid.core.jobs import ACTIVE_STATES, JobState, SpecError, parse_job_spec, transition
-from computegrid.core.placement import Placement, PlacementFailure, PlacementPolicy, PlacementRequest
+from computegrid.core.placement import Placement, PlacementPolicy, PlacementRequest
 from computegrid.core.placement.base import RttTable
 from computegrid.core.placement.preference import (
     cheapest_model_prices,
@@ -40,7 +32,7 @@ from computegrid.core.placement.preference import (
 )
 from computegrid.core.pool import PoolSnapshot
 from computegrid.core.priority import DEFAULT_WEIGHTS, Weights
-from computegrid.core.queueing import Release, Reservation
+from computegrid.core.scheduling_pass import MarketHook, Placed, decide_pass
 from computegrid.core.throughput import default_throughputs
 from computegrid.services.billing.node_prices import node_prices
 from computegrid.services.clock import Clock
@@ -55,13 +47,11 @@ from computegrid.services.queue_state import (
     QueueCache,
     check_queue_policy,
     default_queue_policy,
-    deferral_reason,
     id_in,
     load_queue_pass,
     load_specs,
     plan_deferrals,
     releases,
-    shown_time,
 )
 from computegrid.services.regions import RttVersion, load_rtt, rtt_version
 from computegrid.store.db import Database
@@ -102,6 +92,30 @@ class TickResult:
     placed: int = 0
     waiting: int = 0
     lost: int = 0
+
+
+@dataclass
+class _CommitBatches:
+    """A pass's on-demand placements, committed `commit_batch` at a time while the pass goes on
+    (core.scheduling_pass.OnPlaced)."""
+
+    scheduler: Scheduler
+    pool: PoolSnapshot
+    unsaved: list[tuple[int, Placement, str, Target | None]] = field(default_factory=list)
+    committed: int = 0
+
+    def add(self, placed: Placed) -> list[int]:
+        self.unsaved.append((placed.job_id, placed.placement, placed.site, None))
+        return self.flush() if len(self.unsaved) >= self.scheduler.commit_batch else []
+
+    def flush(self) -> list[int]:
+        """Commit what is buffered; the ids of jobs that left the queue meanwhile (given back)."""
+        if not self.unsaved:
+            return []
+        count = len(self.unsaved)
+        given_back = self.scheduler._commit(self.pool, self.unsaved)
+        self.committed += count - len(given_back)
+        return given_back
 
 
 @dataclass
@@ -199,8 +213,8 @@ class Scheduler:
                 # Only when a job has a price limit or chooses its model by price; every pass, as prices move.
                 pool.set_prices(node_prices(session, pool, self.clock.now_ms()))
                 self._order_models_by_price(pending_ids, pool)
-            market = load_pass(session, pool, self.clock.now_ms(),
-                               {i: m for i in pending_ids if (m := self._market.get(i)) is not None})
+            market_jobs = {i: m for i in pending_ids if (m := self._market.get(i)) is not None}
+            market = load_pass(session, pool, self.clock.now_ms(), market_jobs)
             plan_deferrals(session, pool, pending_ids, self._requests, self._queue_cache, now, self.rtt)
         self._seen_max_id = max(self._seen_max_id, max(queue.seen))
         if not only_new:  # forget jobs that left the queue some other way (cancelled while pending)
@@ -208,114 +222,68 @@ class Scheduler:
             for cache in (self._requests, self._reasons, self._market):
                 for job_id in [k for k in cache if k not in live]:
                     del cache[job_id]
-        reasons: dict[int, str] = {}
-        deferred: list[int] = []  # jobs newly told they wait for a cheaper start (each gets an event too)
+        backfill = queue.backfill and not only_new  # a pass over new jobs plans no reservation
         timing = self._queue_cache.timing
-        reservation: Reservation | None = None
-        head: int | None = None
-        started: dict[int, Release] = {}  # whole devices placed in this pass, by expected end (for the head's plan)
-        unsaved: list[tuple[int, Placement, str, Target | None]] = []  # placements not yet committed
-        # A request that failed fails again later in the pass (capacity only shrinks within it): not retried.
-        failed: dict[PlacementRequest, PlacementFailure] = {}
-        cut = False
-        said: dict[int, tuple[object, str]] = {}  # by the outcome's identity (kept alive here): its waiting text
-        for tried, job_id in enumerate(pending_ids):
-            if stop_at is not None and self.pass_timer() > stop_at:
-                cut = True  # the rest keep their reasons and wait for the next pass
-                result.waiting += len(pending_ids) - tried
-                log.info("scheduler pass stopped after %s s (max_pass_s): %d of %d jobs not tried",
-                         self.max_pass_s, len(pending_ids) - tried, len(pending_ids))
-                break
-            req = self._requests[job_id]
-            plan = self._queue_cache.plans.get(job_id)
-            if plan is not None and now < plan.start_ms:
-                result.waiting += 1
-                reason = deferral_reason(plan)
-                if self._reasons.get(job_id) != reason:
-                    reasons[job_id] = reason
-                    deferred.append(job_id)
-                continue
-            mjob = self._market.get(job_id)
-            decision = market.decide(job_id, mjob, self.rtt) if mjob is not None and not isinstance(req, str) \
-                else None
-            if isinstance(decision, str):
-                result.waiting += 1
-                if self._reasons.get(job_id) != decision:
-                    reasons[job_id] = decision
-                continue
-            outcome: Placement | PlacementFailure | str
-            if isinstance(req, str):
-                outcome = req
-            elif decision is not None:
-                if decision.reservation_id is not None:
-                    market.withholding.release(decision.site, decision.model)
-                # The market fixed the price (spot clearing, reservation): the posted on-demand price is moot.
-                outcome = place_on(pool, replace(req, max_price_fen_per_du=None), decision.site, decision.model,
-                                   self.rtt)
-            else:
-                known = failed.get(req) if plan is None else None
-                outcome = known if known is not None else self.policy.place(pool, req, self.rtt) if plan is None \
-                    else place_preferring(self.policy, pool, req, plan.site, self.rtt)
-                if isinstance(outcome, PlacementFailure) and plan is None:
-                    failed[req] = outcome
-            if isinstance(outcome, Placement):
-                if queue.backfill and decision is None:
-                    t = timing.get(job_id)
-                    end = expected_end_ms(now, t.time_limit_ms if t is not None else None)
-                    parts = placement_parts(pool, outcome)
-                if reservation is not None and decision is None:
-                    if not reservation.admits(end, parts) and not deadline_due(t.latest_start_ms() if t else None, now):
-                        result.waiting += 1
-                        reason = (f"waiting: job {reservation.job_id} is next, reserved to start by "
-                                  f"{shown_time(reservation.start_ms)}; starting this job now would delay it")
-                        if self._reasons.get(job_id) != reason:
-                            reasons[job_id] = reason
-                        continue
-                    reservation.take(end, parts)
-                site_name = pool.site[pool.node_row[outcome.allocations[0].node_id]]
-                if decision is None:  # committed in batches; the pool holds the devices meanwhile
-                    pool.allocate(outcome.allocations)
-                    unsaved.append((job_id, outcome, site_name, None))
-                    if queue.backfill and end < NEVER_MS:  # no time limit: never ends
-                        started[job_id] = whole_release(pool, outcome, end)
-                    if len(unsaved) >= self.commit_batch:
-                        result.placed += self._commit(pool, unsaved, started)
-                else:
-                    persisted = self._persist(job_id, outcome, site_name, decision)
-                    if persisted:
-                        pool.allocate(outcome.allocations)
-                        result.placed += 1
-                        market.placed(decision)
-                    self._rewithhold(market, decision, placed=persisted)
-                self._requests.pop(job_id, None)
-                self._reasons.pop(job_id, None)
-                self._market.pop(job_id, None)
-                continue
-            self._rewithhold(market, decision, placed=False)
-            result.waiting += 1
-            shown = said.get(id(outcome))
-            if shown is None:
-                shown = said[id(outcome)] = (outcome, f"waiting: {outcome}")
-            reason = shown[1]
-            if decision is not None:
-                reason = f"waiting: its {decision.price_kind} devices at {decision.site} are not free yet: {outcome}"
-            elif queue.backfill and head is None and not only_new and isinstance(req, PlacementRequest):
-                head = job_id
-                ends = sorted([*releases(pool, queue.running, timing, now), *started.values()], key=lambda r: r[0])
-                reservation = head_reservation(pool, req, job_id, now, ends, self.rtt)
-                if reservation is not None and reservation.start_ms > now:
-                    reason += f"; next in line, reserved to start by {shown_time(reservation.start_ms)}"
-            if self._reasons.get(job_id) != reason:
-                reasons[job_id] = reason
-        if unsaved:
-            result.placed += self._commit(pool, unsaved, started)
+
+        def limits(job_id: int) -> tuple[int | None, int | None]:
+            t = timing.get(job_id)
+            return (None, None) if t is None else (t.time_limit_ms, t.latest_start_ms())
+
+        batches = _CommitBatches(self, pool)
+        decided = decide_pass(
+            order=pending_ids, requests=self._requests, pool=pool, policy=self.policy, now_ms=now, backfill=backfill,
+            plans=self._queue_cache.plans, limits=limits,
+            running=releases(pool, queue.running, timing, now) if backfill else (), rtt=self.rtt,
+            out_of_time=None if stop_at is None else lambda: self.pass_timer() > stop_at,
+            market=self._market_hook(market, pool) if market_jobs else None, on_placed=batches.add)
+        batches.flush()
+        for placed in decided.placed:
+            self._requests.pop(placed.job_id, None)
+            self._reasons.pop(placed.job_id, None)
+            self._market.pop(placed.job_id, None)
+        result.placed = batches.committed + decided.market_placed
+        result.waiting = len(decided.waiting) + decided.not_tried
+        if decided.cut:  # the rest keep their reasons and wait for the next pass
+            log.info("scheduler pass stopped after %s s (max_pass_s): %d of %d jobs not tried",
+                     self.max_pass_s, decided.not_tried, len(pending_ids))
         if not only_new:
-            self._head_reserved = reservation is not None
-        if cut or not only_new:
-            self._cut_short = cut
+            self._head_reserved = decided.reservation is not None
+        if decided.cut or not only_new:
+            self._cut_short = decided.cut
+        reasons = {job_id: reason for job_id, reason in decided.waiting.items() if self._reasons.get(job_id) != reason}
         if reasons:
-            self._write_reasons(reasons, deferred, now)
+            # deferred jobs newly told they wait for a cheaper start get an event too
+            self._write_reasons(reasons, [job_id for job_id in decided.deferred if job_id in reasons], now)
         return result
+
+    def _market_hook(self, market: MarketPass, pool: PoolSnapshot) -> MarketHook:
+        """The pass's market path (core.scheduling_pass.MarketHook): a spot or reserved job is placed on the
+        capacity the market gave it, each in its own transaction; None sends a job to on-demand capacity."""
+
+        def take(job_id: int, req: PlacementRequest) -> bool | str | None:
+            mjob = self._market.get(job_id)
+            decision = market.decide(job_id, mjob, self.rtt) if mjob is not None else None
+            if decision is None or isinstance(decision, str):
+                return decision
+            if decision.reservation_id is not None:
+                market.withholding.release(decision.site, decision.model)
+            # The market fixed the price (spot clearing, reservation): the posted on-demand price is moot.
+            outcome = place_on(pool, replace(req, max_price_fen_per_du=None), decision.site, decision.model, self.rtt)
+            if not isinstance(outcome, Placement):
+                self._rewithhold(market, decision, placed=False)
+                return f"waiting: its {decision.price_kind} devices at {decision.site} are not free yet: {outcome}"
+            site_name = str(pool.site[pool.node_row[outcome.allocations[0].node_id]])
+            persisted = self._persist(job_id, outcome, site_name, decision)
+            if persisted:
+                pool.allocate(outcome.allocations)
+                market.placed(decision)
+            self._rewithhold(market, decision, placed=persisted)
+            self._requests.pop(job_id, None)
+            self._reasons.pop(job_id, None)
+            self._market.pop(job_id, None)
+            return persisted
+
+        return take
 
     def _write_reasons(self, reasons: dict[int, str], deferred: list[int], now: int) -> None:
         """Tell waiting jobs why they wait (and deferred ones in an event too), in one transaction."""
@@ -377,17 +345,17 @@ class Scheduler:
         if target is not None and target.reservation_id is not None:
             market.withholding.reapply(target.site, target.model, target.devices if placed else 0)
 
-    def _commit(self, pool: PoolSnapshot, unsaved: list[tuple[int, Placement, str, Target | None]],
-                started: dict[int, Release]) -> int:
+    def _commit(self, pool: PoolSnapshot, unsaved: list[tuple[int, Placement, str, Target | None]]) -> list[int]:
         """Commit buffered placements (the pool already holds them); give back those of jobs that left the
-        queue meanwhile. Returns how many were committed; empties `unsaved`."""
+        queue meanwhile (their devices released from the pool). Returns the ids given back; empties `unsaved`."""
         saved = self._persist_many(unsaved)
+        given_back = []
         for (job_id, placement, _, _), ok in zip(unsaved, saved, strict=True):
             if not ok:
                 pool.release(placement.allocations)
-                started.pop(job_id, None)
+                given_back.append(job_id)
         unsaved.clear()
-        return sum(saved)
+        return given_back
 
     def _persist(self, job_id: int, placement: Placement, site_name: str, target: Target | None = None) -> bool:
         return self._persist_many([(job_id, placement, site_name, target)])[0]

@@ -1,7 +1,8 @@
 """The live scheduler's queue pass, replayed: queue order, EASY backfill and deadline deferral through core.
 
-`replay_queue` drives jobs through the same core calls as `services.scheduler.Scheduler.place_pending` makes
-for on-demand jobs, one full pass per event time (as `Scheduler.tick` runs after each event):
+`replay_queue` drives jobs through the same core function as `services.scheduler.Scheduler.place_pending`
+(`core.scheduling_pass.decide_pass`: the skip of deferred jobs in step 2, and step 3) for on-demand jobs,
+one full pass per event time (as `Scheduler.tick` runs after each event):
 1. order the pending jobs with the deployment's `core.queueing` queue (`multifactor`, `fair`, `fifo`, `sjf`),
    with tenants' fair shares and their usage decayed to now (`core.priority`; recomputed at most every
    `usage_refresh_ms`, from the runs that ended, as the live scheduler reads reported usage intervals);
@@ -26,28 +27,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
-from computegrid.core.backfill import (
-    DEADLINE_SLACK_MS,
-    NEVER_MS,
-    deadline_due,
-    expected_end_ms,
-    head_reservation,
-    place_preferring,
-    placement_parts,
-    whole_release,
-)
+from computegrid.core.backfill import DEADLINE_SLACK_MS, NEVER_MS, whole_release
 from computegrid.core.billing import PriceError, price_fen_per_du
 from computegrid.core.catalog import Catalog, default_catalog
 from computegrid.core.deferral import PostedTariff, StartPlan, candidate_tariffs, plan_start
 from computegrid.core.jobs import parse_job_spec
 from computegrid.core.jobs.spec import PRIORITY_CLASSES
 from computegrid.core.metering import UsageInterval, meter
-from computegrid.core.placement import Placement, PlacementFailure, PlacementPolicy, PlacementRequest, get_policy
+from computegrid.core.placement import Placement, PlacementPolicy, PlacementRequest, get_policy
 from computegrid.core.placement.base import RttTable
 from computegrid.core.placement.preference import cheapest_model_prices, chooses_model_by_price, prefer_cheapest_work
 from computegrid.core.pool import NodeAllocation, PoolSnapshot
 from computegrid.core.priority import DEFAULT_WEIGHTS, Weights, decayed_interval
-from computegrid.core.queueing import QUEUE_POLICIES, QueuedJob, Release, Reservation, make_queue
+from computegrid.core.queueing import QUEUE_POLICIES, QueuedJob, Release, make_queue
+from computegrid.core.scheduling_pass import decide_pass
 from computegrid.core.throughput import default_throughputs
 from computegrid.core.units import MILLI_PER_DEVICE
 from computegrid.sim.live_replay import LiveNode, Run, SpecJob, pool_of, request_for
@@ -123,7 +116,7 @@ class _QueueReplay:
         if settings.queue_policy not in QUEUE_POLICIES:
             raise KeyError(f"unknown queue policy {settings.queue_policy!r}; known: {', '.join(QUEUE_POLICIES)}")
         self.jobs, self.pool, self.policy, self.s = jobs, pool, policy, settings
-        self.requests = [job.request for job in jobs]  # model preferences move with posted prices
+        self.requests = dict(enumerate(job.request for job in jobs))  # model preferences move with posted prices
         self.pending: dict[int, None] = {}
         self.running: dict[int, tuple[int, tuple[NodeAllocation, ...]]] = {}  # job -> (start, allocations)
         self.ended: list[tuple[str, int, int, float]] = []  # (tenant, start, end, devices) of finished runs
@@ -212,45 +205,21 @@ class _QueueReplay:
             if j not in self.plans and job.deadline_ms is not None and job.time_limit_ms is not None:
                 self.plans[j] = plan_start(now, job.deadline_ms, job.time_limit_ms,
                                            candidate_tariffs(pool, self.requests[j], s.posted, s.rtt))
-        backfill = QUEUE_POLICIES[s.queue_policy]
-        running_ends: list[Release] = sorted(
+        running: list[Release] = sorted(
             (whole_release(pool, Placement(allocations, ""), max(start + limit, now))
              for j, (start, allocations) in self.running.items()
              if (limit := self.jobs[j].time_limit_ms) is not None), key=lambda r: r[0])
-        started: list[Release] = []
-        failed: dict[PlacementRequest, PlacementFailure] = {}
-        reservation: Reservation | None = None
-        head: int | None = None
-        out: list[int] = []
-        for j in order:
-            job, req = self.jobs[j], self.requests[j]
-            plan = self.plans.get(j)
-            if plan is not None and now < plan.start_ms:
-                continue
-            known = failed.get(req) if plan is None else None
-            outcome = known if known is not None else self.policy.place(pool, req, s.rtt) if plan is None \
-                else place_preferring(self.policy, pool, req, plan.site, s.rtt)
-            if isinstance(outcome, PlacementFailure) and plan is None:
-                failed[req] = outcome
-            if isinstance(outcome, Placement):
-                end = expected_end_ms(now, job.time_limit_ms)
-                if reservation is not None:
-                    parts = placement_parts(pool, outcome)
-                    if not reservation.admits(end, parts) and not deadline_due(job.latest_start_ms, now):
-                        continue
-                    reservation.take(end, parts)
-                pool.allocate(outcome.allocations)
-                if backfill and end < NEVER_MS:
-                    started.append(whole_release(pool, outcome, end))
-                del self.pending[j]
-                self.running[j] = (now, outcome.allocations)
-                out.append(j)
-                continue
-            if backfill and head is None:
-                head = j
-                ends = sorted([*running_ends, *started], key=lambda r: r[0])
-                reservation = head_reservation(pool, req, j, now, ends, s.rtt)
-        return out
+        decided = decide_pass(order=order, requests=self.requests, pool=pool, policy=self.policy, now_ms=now,
+                              backfill=QUEUE_POLICIES[s.queue_policy], plans=self.plans, limits=self._limits,
+                              running=running, rtt=s.rtt)
+        for placed in decided.placed:
+            del self.pending[placed.job_id]
+            self.running[placed.job_id] = (now, placed.placement.allocations)
+        return [placed.job_id for placed in decided.placed]
+
+    def _limits(self, j: int) -> tuple[int | None, int | None]:
+        job = self.jobs[j]
+        return job.time_limit_ms, job.latest_start_ms
 
 
 def replay_queue(jobs: Sequence[QueueJob], pool: PoolSnapshot, policy: PlacementPolicy,
