@@ -1,11 +1,13 @@
 """The two worlds on the same demand: isolated sites against the computegrid federation.
 
 - **Isolated** (the situation the mission describes): every site serves only its own region's tenants,
-  first come first served (the live scheduler's pass, see `world`) with `best-fit` placement. No market, no
+  first come first served (the live scheduler's pass with `--queue-policy fifo`, see `world`) with
+  `best-fit` placement. No market, no
   time-shifting: interruptible and deadline-tolerant jobs are plain jobs that start as soon as they fit.
-- **computegrid**: one grid. Cross-site placement with the `default` placement policy, tier routing
-  (inference to core sites within its RTT, training to the hubs first, see `routes`), model preference by
-  steps per fen, the interruptible market for spot jobs (`spot_market`, `core.market.run_spot_round`, with
+- **computegrid**: one grid. Cross-site placement with the `default` placement policy, tier routing for
+  inference (core sites within its RTT, see `routes`), training over every site with models ordered by the
+  live rule (`core.placement.preference.prefer_cheapest_work` over each model's cheapest posted price at the
+  pass), the interruptible market for spot jobs (`spot_market`, `core.market.run_spot_round`, with
   on-demand work preempting spot work), and time-shifting by the live scheduler's rule: a deadline-tolerant
   job waits for the (site, start) where its run costs least on the posted prices (`core.deferral.plan_start`,
   its trace duration as its time limit, starting by its deadline), then is tried at that site first (see

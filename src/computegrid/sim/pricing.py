@@ -25,7 +25,7 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 
-from computegrid.core.billing.prices import PriceRule, PriceSchedule, TimeBand
+from computegrid.core.billing.prices import PriceRule, PriceSchedule, TimeBand, next_band_change_ms, price_fen_per_du
 from computegrid.core.catalog import Catalog, UnknownAccelerator, default_catalog
 from computegrid.core.market.classes import du_per_device_hour
 from computegrid.sim.pools import SimPool, Site
@@ -102,6 +102,27 @@ class Pricing:
     def min_floor(self) -> int:
         """The lowest spot floor over every (site, model), fen per du."""
         return min((v for p in self.sites.values() for v in p.floors.values()), default=0)
+
+    def cheapest_posted(self, at_ms: int, utc_offset_min: dict[str, int]) -> tuple[dict[str, int], int | None]:
+        """Each rated model's lowest posted price (fen per du) over the sites at `at_ms` (epoch ms), and the
+        first band edge after `at_ms` at any site (None without bands), until which the prices hold.
+
+        What the live scheduler reads per pass (`core.placement.preference.cheapest_model_prices` over
+        nodes priced by their site's schedule, as `sim.live_queue.posted_node_prices` prices them): every
+        node of one (site, model) carries the same price, so the lowest over sites is the lowest over nodes.
+        `utc_offset_min`: minutes east of UTC by region name.
+        """
+        lowest: dict[str, int] = {}
+        until: int | None = None
+        for p in self.sites.values():
+            offset = utc_offset_min[p.site.region]
+            for model in p.peak:
+                price = price_fen_per_du(p.schedule, self.catalog.get(model).model, p.site.tier, at_ms, offset)
+                lowest[model] = min(price, lowest.get(model, price))
+            edge = next_band_change_ms(p.schedule, at_ms, offset)
+            if edge is not None and (until is None or edge < until):
+                until = edge
+        return lowest, until
 
 
 def _ceil(x: Fraction) -> int:

@@ -10,12 +10,16 @@ computegrid world:
   (`tier="core"`, `user_region`, `max_rtt_ms`); where no core city lies within the limit, the tier of the
   users' own region (whose RTT is 0, so it always qualifies). A placement is filtered by the RTT, so a
   latency-SLO violation cannot happen by construction (the world still checks every start).
-- **Training** (on-demand batch and deadline-tolerant jobs): first the `hub` tier (every hub is cheaper
-  per kWh than every city, and the western hubs, the cheapest, hold the most nodes), then any site.
-  Each request accepts every model at its sites, with `model_preference` from
-  `core.placement.prefer_models` over the simulator's throughput table (Gavel's rows plus extrapolated
-  ones, see `speed`) and the models' median posted peak price, so a job goes to the model that gives it
-  the most steps per fen first.
+  A live spec expresses each such request (`placement: {tier, user_region, max_rtt_ms}`), but the live
+  scheduler does not pick the tier: the fallback is the tenant's choice of `tier` in its spec.
+- **Training** (on-demand batch and deadline-tolerant jobs), as the live scheduler places a spec with a
+  `workload` and no `placement.tier`: one request over every site, placed by the world's policy. It
+  accepts every model, with `model_preference` from `core.placement.prefer_cheapest_work` over the live
+  throughput table (`core.throughput.default_throughputs`, Gavel's measurements; the speeds the
+  simulator extrapolates for other models, see `speed`, are not known to the live service) and the
+  cheapest price per du posted for each model now (`Pricing.cheapest_posted`), as
+  `services.scheduler` orders models on each pass. The world calls `reprice` when the posted prices
+  move (a band edge), and waiting jobs take the new order.
 A job that carries its own request (`Demand.requests`, e.g. built from a job spec as the live scheduler
 builds it, see `live_replay`) has one step, that request, tried on every pass.
 In a world with a market, spot (interruptible) jobs are not routed here: the market picks a (site, model)
@@ -34,8 +38,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from computegrid.core.catalog import Catalog
-from computegrid.core.placement import PlacementRequest, prefer_models
+from computegrid.core.placement import PlacementRequest
 from computegrid.core.placement.base import RttTable, rtt_between
+from computegrid.core.placement.preference import prefer_cheapest_work
 from computegrid.core.throughput import ThroughputTable
 from computegrid.core.units import MILLI_PER_DEVICE
 from computegrid.sim.capacity import PairIndex
@@ -81,12 +86,21 @@ class Router:
     def __init__(self, pairs: PairIndex, *, cross_site: bool, rtt: RttTable, throughput: ThroughputTable | None,
                  prices: dict[str, int], catalog: Catalog) -> None:
         self.pairs, self.cross_site, self.rtt = pairs, cross_site, rtt
-        self.throughput, self.prices, self.catalog = throughput, prices, catalog
+        self.throughput, self.prices, self.catalog = throughput, dict(prices), catalog
         self.routes: dict[tuple[Any, ...], Route] = {}
         self._spot: dict[tuple[int, int], list[Step]] = {}
         self._orders: dict[tuple[str | None, frozenset[str]], tuple[str, ...]] = {}
-        self._hub_models = self._models(self._allowed(tier="hub"))
         self._all_models = self._models(self._allowed())
+
+    def reprice(self, prices: dict[str, int]) -> bool:
+        """Take each model's current cheapest posted price (fen per du); True when that changed any model
+        order, so jobs routed before must be routed again (training routes are keyed by their order)."""
+        if prices == self.prices:
+            return False
+        old = dict(self._orders)
+        self.prices = dict(prices)
+        self._orders.clear()
+        return any(self._preferred(workload, models) != order for (workload, models), order in old.items())
 
     def _allowed(self, *, regions: set[str] | None = None, tier: str | None = None) -> tuple[int, ...]:
         p = self.pairs
@@ -106,7 +120,7 @@ class Router:
         if hit is None:
             request = PlacementRequest(models=models, workload=workload)
             if self.throughput is not None:
-                request = prefer_models(request, self.throughput, self.prices, self.catalog)
+                request = prefer_cheapest_work(request, self.throughput, self.prices, self.catalog)
             hit = self._orders[key] = request.model_preference
         return hit
 
@@ -122,8 +136,7 @@ class Router:
             key = ("inference", region, demand.max_rtt_ms[job], gpus)
         else:  # training (spot jobs too, in a world without a market)
             workload = demand.workload[job]
-            key = ("training", gpus, self._preferred(workload, self._hub_models),
-                   self._preferred(workload, self._all_models))
+            key = ("training", gpus, self._preferred(workload, self._all_models))
         hit = self.routes.get(key)
         if hit is None:
             hit = self.routes[key] = self._build(key, demand, job)
@@ -154,13 +167,10 @@ class Router:
                                     user_region=region, max_rtt_ms=limit)
             steps = self._steps(base, pairs, gpus)
         else:
-            workload = demand.workload[job]
-            tiers: tuple[tuple[str | None, tuple[str, ...]], ...] = (("hub", key[2]), (None, key[3]))
-            for tier_or_any, order in tiers:
-                pairs = self._allowed(tier=tier_or_any)
-                base = PlacementRequest(models=self._models(pairs), cpu_milli=0, memory_mb=0, tier=tier_or_any,
-                                        workload=workload, model_preference=order)
-                steps += self._steps(base, pairs, gpus)
+            pairs = self._allowed()
+            base = PlacementRequest(models=self._models(pairs), cpu_milli=0, memory_mb=0,
+                                    workload=demand.workload[job], model_preference=key[2])
+            steps = self._steps(base, pairs, gpus)
         union = tuple(sorted({p for s in steps for p in s.pairs}))
         reason = None if steps else f"no allowed nodes can hold {gpus} GPUs"
         return Route(key, tuple(steps), union, reason)

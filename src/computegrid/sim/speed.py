@@ -18,8 +18,9 @@ and the workload's measured speed-up between them gives its sensitivity to rated
     a(w) = ln(speed(V100, w) / speed(P100, w)) / ln(fp16(V100) / fp16(P100)), clamped to [0, 1],
 
 so speed(M, w) = speed(P100, w) x (fp16(M) / fp16(P100)) ** a(w). A workload that gained nothing from the
-V100 gains nothing from newer chips (a = 0); none gains more than the FLOPs ratio (a <= 1). These rows
-are EXTRAPOLATED, not measured: `derived_table` adds them to the measured ones for the simulator only.
+V100 gains nothing from newer chips (a = 0); none gains more than the FLOPs ratio (a <= 1). These speeds
+are EXTRAPOLATED, not measured: they set simulated durations only. The live scheduler, and with it the
+federation's model preference (`routes`), knows only the measured rows.
 A model with no FP16 rating (opaque) is assumed as fast as the slowest rated model of the pool.
 
 Workload classes are those Gavel measured at scale factor 1 on both the P100 and the V100 with a
@@ -33,7 +34,7 @@ from collections.abc import Iterable
 from fractions import Fraction
 
 from computegrid.core.catalog import Catalog, UnknownAccelerator, default_catalog
-from computegrid.core.throughput import ThroughputRow, ThroughputTable, default_throughputs
+from computegrid.core.throughput import ThroughputTable, default_throughputs
 
 REFERENCE_MODEL = "P100-16G"
 ANCHOR_MODEL = "V100-16G"
@@ -99,17 +100,3 @@ class SpeedModel:
             hit = self._factor[key] = self.speed(self.reference, workload) / self.speed(model, workload)
         return hit
 
-    def derived_table(self) -> ThroughputTable:
-        """Gavel's measured rows plus EXTRAPOLATED scale-1 rows for the rated models of the pool it lacks.
-
-        For the simulator's model preference only; never a measurement.
-        """
-        extra = []
-        for model in self.models:
-            if _fp16(model, self.catalog) is None:
-                continue
-            canonical = self.catalog.get(model).model
-            for w in self.workloads:
-                if self.table.effective(canonical, w) is None:
-                    extra.append(ThroughputRow(canonical, w, 1, self.speed(canonical, w)))
-        return ThroughputTable(rows=self.table.rows + tuple(extra))

@@ -5,10 +5,14 @@ when it is released (at its start plan's time, see "Deadlines" below); a COMPLET
 duration has passed; a TICK per spot round (market worlds only). After all events of a millisecond the
 scheduler makes one pass (`_settle`).
 
-**The scheduler's pass is the live scheduler's** (`services.scheduler.Scheduler.place_pending`): waiting
-on-demand jobs are tried first come first tried, in arrival order, and each starts if its placement policy
-places it on the pool snapshot (`policy.place`, then `PoolSnapshot.allocate`); there is no reservation and
-no head-of-line blocking. To keep passes cheap with many jobs waiting, jobs that ask for exactly the same
+**The scheduler's pass is the live scheduler's run with `--queue-policy fifo`** (`services.scheduler.Scheduler.
+place_pending`, docs/scheduling.md): waiting on-demand jobs are tried first come first tried, in arrival
+order, and each starts if its placement policy places it on the pool snapshot (`policy.place`, then
+`PoolSnapshot.allocate`); there is no reservation and no head-of-line blocking. The live default,
+`multifactor` with EASY backfill, is not modelled: the demand has one priority class and no per-tenant
+shares, so its order would reduce to age, i.e. arrival order, but its backfill reservation would hold back
+later jobs that fifo starts at once. The live pass looks at the oldest 500 pending jobs (`batch`); this
+one at all of them. To keep passes cheap with many jobs waiting, jobs that ask for exactly the same
 (same route, see `routes`) share a queue: once the first of them fails in a pass, the rest would fail
 too (capacity only shrinks within a pass), so they are skipped; and a route whose jobs failed is tried
 again only after capacity came back at one of its (site, model) pairs. Before a policy is called,
@@ -56,6 +60,7 @@ from computegrid.core.deferral import PostedTariff, SiteTariff, StartPlan, candi
 from computegrid.core.placement import Placement, PlacementPolicy, PlacementRequest
 from computegrid.core.placement.base import RttTable, rtt_between
 from computegrid.core.pool import NodeAllocation
+from computegrid.core.throughput import default_throughputs
 from computegrid.sim.capacity import PairIndex, Tracker
 from computegrid.sim.demand import DEADLINE, INFERENCE, SIM_EPOCH_MS, SPOT, Demand
 from computegrid.sim.engine import EventEngine, EventKind
@@ -121,10 +126,9 @@ class World:
         self.pairs = PairIndex(pool)
         self.live = Tracker(pool.snapshot, self.pairs)
         self.firm = Tracker(fresh_pool(pool).snapshot, self.pairs) if config.market else None
-        prices = {m: _median([p.peak[m] for p in pricing.sites.values() if m in p.peak])
-                  for m in pricing.priced_models()}
+        prices, self._prices_until = pricing.cheapest_posted(SIM_EPOCH_MS, utc_offset_min)
         self.router = Router(self.pairs, cross_site=config.cross_site, rtt=rtt,
-                             throughput=demand.speed.derived_table() if config.model_preference else None,
+                             throughput=default_throughputs() if config.model_preference else None,
                              prices=prices, catalog=catalog)
         n = len(demand)
         if policy is not None:  # used as it is (e.g. built as the live service builds it)
@@ -297,7 +301,24 @@ class World:
 
     # ------------------------------------------------------------------ the scheduler's pass
 
+    def reprice(self, now: int) -> None:
+        """At a band edge, give the router the cheapest posted price per model (as the live pass reads it);
+        when a model order changed, route the waiting training jobs again, each keeping its place in line."""
+        if self._prices_until is None or now < self._prices_until - SIM_EPOCH_MS:
+            return
+        prices, self._prices_until = self.pricing.cheapest_posted(SIM_EPOCH_MS + now, self.offsets)
+        if not self.router.reprice(prices):
+            return
+        training = [r for r in self.waiting_routes if r.key[0] == "training"]
+        jobs = sorted(j for r in training for j in r.queue)
+        for route in training:
+            route.queue.clear()
+            self.waiting_routes.discard(route)
+        for job in jobs:
+            self._enqueue(job)
+
     def settle(self, now: int) -> None:
+        self.reprice(now)
         blocking = self.firm if self.firm is not None else self.live
         dirty = blocking.take_dirty()
         if self.firm is not None:
@@ -444,7 +465,3 @@ def not_undercut(tariffs: list[SiteTariff]) -> list[SiteTariff]:
             if not any(other_group == group and all(o < m for o, m in zip(other, mine, strict=True))
                        for other_group, other in prices)]
 
-
-def _median(values: list[int]) -> int:
-    ordered = sorted(values)
-    return ordered[(len(ordered) - 1) // 2]
