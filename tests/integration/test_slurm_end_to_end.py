@@ -191,3 +191,33 @@ def test_a_killed_agent_reattaches_to_its_running_slurm_job(slurm_site: float, u
             if agent.poll() is None:
                 agent.kill()
                 agent.wait(10)
+
+
+def test_a_slurm_job_whose_lease_is_never_renewed_ends_as_lost(slurm_site: float, tmp_path: Path) -> None:
+    """Fencing on a real Slurm: an agent that took a 2 s lease and then fell silent. The job's watchdog
+    cancels it through scancel, and `status` says the engine stopped it (lost), not that it failed."""
+    from computegrid.backends.base import EngineState, NodePart, RunRequest
+    from computegrid.backends.slurm import SlurmBackend
+
+    backend = SlurmBackend(**slurm_options(tmp_path / "work"))
+    node = backend.inventory()[0].hostname
+    now_ms = time.time_ns() // 1_000_000
+    backend.renew_lease(now_ms + 2000, now_ms + 3000)  # and never again
+    marker = tmp_path / "ran"
+    run = RunRequest(job_id=90001, attempt=1, nodes=1, run=f"trap '' TERM; echo $$ > {marker}; sleep 60",
+                     image=None, workdir=None, envs={}, milli_per_device=1000, cpu_milli=1000, memory_mb=128,
+                     parts=(NodePart(rank=0, hostname=node, device_indices=(0,), device_models=("A100-80G",)),),
+                     name="fenced")
+    engine_id = backend.submit(run)
+    try:
+        wait_until(marker.exists, 20, "the job to start")
+        wait_until(lambda: backend.status(engine_id).state not in (EngineState.QUEUED, EngineState.RUNNING), 15,
+                   "the watchdog to end the job")
+        status = backend.status(engine_id)
+        assert (status.state, status.lost) == (EngineState.CANCELLED, True), status
+        assert "lease expired" in status.reason
+        assert "the agent's lease expired" in backend.logs(engine_id, 0).data.decode()
+        task = int(marker.read_text())
+        wait_until(lambda: not Path(f"/proc/{task}").exists(), 10, "the task (which ignores SIGTERM) to be killed")
+    finally:
+        backend.cancel(engine_id)

@@ -190,8 +190,9 @@ class Backend(Protocol):
     def telemetry(self) -> list[dict[str, Any]]: ...
     def renew_lease(self, term_ms: int, kill_ms: int) -> None:
         """The agent has just heard from the control plane. An engine whose attempts would outlive a silent
-        agent unwatched (local) stops them from `term_ms` (SIGTERM) to `kill_ms` (SIGKILL), epoch ms, unless
-        the lease is renewed first; engines with a cluster manager of their own do nothing."""
+        agent unwatched stops them from `term_ms` (SIGTERM) to `kill_ms` (SIGKILL), epoch ms, unless the lease
+        is renewed first, and reports them `lost`: local (its runner) and Slurm (each job's watchdog,
+        slurm_lease.py). Ray and Kubernetes do nothing yet."""
         ...
 
 

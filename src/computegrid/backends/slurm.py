@@ -21,6 +21,8 @@ sbatch, so an agent that restarts (even with the map lost) re-attaches by Slurm 
 attempt twice. Jobs are submitted with `--no-requeue`: a retry is the platform's decision, not Slurm's.
 
 WORK must be on a filesystem that the site's compute nodes share (as Slurm output files usually are).
+Fencing: `renew_lease` writes `WORK/lease`, and each batch job runs a watchdog that cancels the job once that
+lease has expired, leaving `WORK/<engine id>/stopped`, which `status` reports as lost (slurm_lease.py).
 
 Options (each may also come from the site mapping file, `mapping_file`, a YAML mapping of the same
 keys; options given directly win): `work_dir`, `slurm_conf`, `partition`, `account`, `gres_models`
@@ -58,6 +60,7 @@ from computegrid.backends.base import (
     UsageSlice,
     read_log_file,
 )
+from computegrid.backends.slurm_lease import batch_script, watchdog_script
 from computegrid.core.capabilities import EngineCapabilities
 
 log = logging.getLogger(__name__)
@@ -488,13 +491,15 @@ exec bash {shlex.quote(str(root / "run.sh"))}
 """
         (root / "task.sh").write_text(task)
         if len(run.parts) > 1:
-            launch = (f"exec srun --nodes={len(run.parts)} --ntasks={len(run.parts)} --ntasks-per-node=1 "
+            launch = (f"srun --nodes={len(run.parts)} --ntasks={len(run.parts)} --ntasks-per-node=1 "
                       f"--kill-on-bad-exit=1 bash {shlex.quote(str(root / 'task.sh'))}")
         else:
-            launch = f"exec bash {shlex.quote(str(root / 'task.sh'))}"
+            launch = f"bash {shlex.quote(str(root / 'task.sh'))}"
+        watchdog = root / "watchdog.sh"
+        watchdog.write_text(watchdog_script(job_id=run.job_id, attempt=run.attempt, lease=self.lease_file,
+                                            stopped=root / "stopped"))
         batch = root / "batch.sh"
-        batch.write_text(f"#!/bin/bash\n# computegrid job {run.job_id} attempt {run.attempt}: Slurm runs this once "
-                         f"(--no-requeue).\n{launch}\n")
+        batch.write_text(batch_script(job_id=run.job_id, attempt=run.attempt, launch=launch, watchdog=watchdog))
         batch.chmod(0o755)
         return batch
 
@@ -647,6 +652,10 @@ exec bash {shlex.quote(str(root / "run.sh"))}
             detail += f" (exit code {job.exit_code})"
         if job.reason and job.reason not in ("None", "NonZeroExitCode"):
             detail += f": {job.reason}"
+        stopped = _read_text(self._dir(engine_id) / "stopped")
+        if stopped:  # its watchdog ended it (slurm_lease.py): not the job's failure
+            return ExecStatus(EngineState.CANCELLED, job.exit_code, started, ended, f"{detail}; stopped: {stopped}",
+                              lost=True)
         if state == "COMPLETED":
             return ExecStatus(EngineState.SUCCEEDED, job.exit_code or 0, started, ended, detail)
         if state in _CANCELLED:
@@ -678,8 +687,17 @@ exec bash {shlex.quote(str(root / "run.sh"))}
             return int(json.loads((root / "request.json").read_text())["request"]["parts"][0]["rank"])
         return None
 
+    @property
+    def lease_file(self) -> Path:
+        """`<term_ms> <kill_ms>`: when this agent's Slurm jobs stop unless it renews it (slurm_lease.py)."""
+        return self.work_dir / "lease"
+
     def renew_lease(self, term_ms: int, kill_ms: int) -> None:
-        """Slurm keeps its jobs without the agent; a returning agent stops those no longer assigned to it."""
+        """Rewrite the lease that each job's watchdog reads (a new file renamed over the old, so a reader on
+        the shared filesystem sees the old lease or the new one, never half of one)."""
+        tmp = self.work_dir / f"lease.{os.getpid()}.tmp"
+        tmp.write_text(f"{term_ms} {kill_ms}\n")
+        os.replace(tmp, self.lease_file)
 
     # -- usage
     def _gpu_indices(self, root: Path, host: str, count: int, fallback: list[int]) -> list[int]:
@@ -748,6 +766,13 @@ def _user() -> str:
     import pwd
 
     return pwd.getpwuid(os.getuid()).pw_name
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        return ""
 
 
 def _request_model(request: dict[str, Any]) -> str | None:
