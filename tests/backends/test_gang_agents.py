@@ -200,3 +200,18 @@ def test_attempt_stopped_by_its_lease_is_reported_lost_and_requeued(grid: Grid) 
     assert shown["state"] == "pending" and shown["attempt"] == 1
     reasons = [e["reason"] for e in grid.user.events(job["id"])]
     assert "stopped: lease expired" in reasons[-2] and "requeued" in reasons[-1]
+
+
+def test_an_agent_without_a_lease_lifts_an_expired_one_left_in_its_folder(grid: Grid) -> None:
+    first = grid.agent("n1")
+    first.lease_s = 0.2
+    first.poll_once()  # writes a lease that expires 0.2 s later
+    time.sleep(0.3)
+    a = Agent(in_process_client(grid.app, grid.agent_key), LocalBackend(grid.tmp / "n1"), site="local",
+              node_name="n1")  # restarted without --lease, as `computegrid up` runs it, on the same folder
+    a.register()
+    job = grid.user.submit({"name": "short", "run": "sleep 1; echo finished", "resources": {"cpus": 0.25}})
+    grid.scheduler.tick()
+    poll_until([a], lambda: grid.user.job(job["id"])["state"] in ("succeeded", "failed", "pending"),
+               "the job to end")
+    assert grid.user.job(job["id"])["state"] == "succeeded", grid.user.events(job["id"])

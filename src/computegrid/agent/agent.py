@@ -18,6 +18,7 @@ from computegrid.client import ApiError, Client
 
 log = logging.getLogger(__name__)
 DRAIN_TIMEOUT_S = 120.0  # how long a stopped attempt is watched for its last output and usage
+NO_LEASE_MS = 9_999_999_999_999  # a lease term that never comes (year 2286): an agent run without `--lease`
 
 
 @dataclass
@@ -67,6 +68,7 @@ class Agent:
         # Fencing: after this long without an answered heartbeat the engine stops our attempts itself (it
         # must be shorter than the control plane's heartbeat timeout, which requeues them). None: no lease.
         self.lease_s = lease_s
+        self._lease_lifted = False
         self.inventory: list[Inventory] = []
         self.node_ids: dict[str, int] = {}  # hostname -> node id
         self.hostnames: dict[int, str] = {}  # node id -> hostname
@@ -134,6 +136,11 @@ class Agent:
         if self.lease_s is not None:
             lease_ms = int(self.lease_s * 1000)
             self.backend.renew_lease(asked_ms + lease_ms, asked_ms + lease_ms + lease_ms // 4)
+        elif not self._lease_lifted:
+            # No lease: lift one an earlier agent with `--lease` may have left in this work folder, so that its
+            # expired term does not stop the jobs this agent runs.
+            self.backend.renew_lease(NO_LEASE_MS, NO_LEASE_MS)
+            self._lease_lifted = True
 
     def _isolated(self, key: tuple[int, int], step: Callable[[Any], bool | None], arg: Any) -> bool | None:
         """Run one attempt's step; an engine error is logged and retried next poll, not fatal to the others.
