@@ -247,7 +247,7 @@ def logs(job_id: int,
          follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the job ends.")] = False,
          attempt: Annotated[int | None, typer.Option(help="Attempt (default: latest).")] = None,
          rank: Annotated[int | None, typer.Option(
-             help="One rank of a gang (default: every rank, each line prefixed [rank N]).")] = None) -> None:
+             help="One rank of a gang (default: every rank, each line prefixed \\[rank N]).")] = None) -> None:
     """Print a job's output."""
     api = client()
     offset = 0
